@@ -1,0 +1,151 @@
+"""The aiohttp application: routes, the error middleware, and long-lived resources in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from gateway import proxy
+from gateway.errors import GatewayError
+from gateway.keys import EXCHANGE, HOLDER, POOL
+from gateway.reload import RuntimeHolder
+from gateway.runtime import Runtime
+from gateway.upstreams.openai import HttpPool
+
+log = logging.getLogger("gateway.app")
+access_log = logging.getLogger("gateway.access")
+
+# aiohttp's own cap; the effective limit is server.max_body_mb, checked per request so a reload applies it.
+_HARD_BODY_CAP = 1024 * 1024 * 1024
+
+
+def error_response(request: web.Request, err: GatewayError) -> web.Response:
+    ex = request.get(EXCHANGE)
+    body = err.body()
+    headers = dict(err.headers)
+    if ex is not None:
+        headers["x-gateway-request-id"] = ex.id
+        body["gateway"] = ex.gateway_info()
+    return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json",
+                        headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except GatewayError as e:
+        status = e.status
+        return error_response(request, e)
+    except web.HTTPException as e:
+        status = e.status
+        if e.status < 400:
+            raise
+        err = GatewayError(e.reason if e.status != 404 else f"No route {request.method} {request.path}",
+                           status=e.status, type="invalid_request_error",
+                           code="not_found" if e.status == 404 else None)
+        return error_response(request, err)
+    except (asyncio.CancelledError, ConnectionError):
+        status = 499  # the client went away
+        raise
+    except Exception:
+        ex = request.get(EXCHANGE)
+        log.exception("internal error on %s %s (request %s)", request.method, request.path, ex.id if ex else "-")
+        return error_response(request, GatewayError("Internal gateway error; see the gateway log."))
+    finally:
+        if access_log.isEnabledFor(logging.INFO):
+            ex = request.get(EXCHANGE)
+            access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status,
+                            (time.perf_counter() - t0) * 1000, ex.id if ex else "-",
+                            ex.key_name if ex else "-", ex.model if ex else "-")
+
+
+# ---- small endpoints ---------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    holder = request.app[HOLDER]
+    return web.json_response(holder.status(), status=200 if holder.ready else 503, dumps=_dumps)
+
+
+def _admin(request: web.Request) -> RuntimeHolder:
+    holder = request.app[HOLDER]
+    principal = holder.current.keys.authenticate(request.headers.get("Authorization"))
+    if not principal.admin:
+        raise GatewayError("This key is not an admin key (set `admin: true` on it in gateway.yaml).",
+                           status=403, type="invalid_request_error", code="not_admin")
+    return holder
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    result = await _admin(request).reload("admin endpoint")
+    body = {"ok": result.ok, "problems": result.problems}
+    return web.json_response(body, status=200 if result.ok else 422, dumps=_dumps)
+
+
+async def admin_status(request: web.Request) -> web.Response:
+    return web.json_response(_admin(request).status(), dumps=_dumps)
+
+
+def _dumps(obj) -> str:
+    return orjson.dumps(obj).decode()
+
+
+# ---- long-lived resources ----------------------------------------------------------------------
+async def _http_pool(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL]
+    await pool.open()
+    yield
+    await pool.close()
+
+
+async def _policies(app: web.Application) -> AsyncIterator[None]:
+    holder = app[HOLDER]
+    tasks = [asyncio.create_task(holder.warm_initial())]
+    interval = holder.current.settings.watch_interval_s
+    if interval > 0:
+        tasks.append(asyncio.create_task(holder.watch(interval)))
+    loop = asyncio.get_running_loop()
+    hup = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        # Only possible in the main thread of the process (not when tests run the app in a thread).
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(holder.reload("SIGHUP")))
+        hup = True
+    yield
+    if hup:
+        loop.remove_signal_handler(signal.SIGHUP)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for upstream in holder.current.upstreams.values():
+        await upstream.close()
+
+
+def build_app(policies_dir: Path, runtime: Runtime, pool: HttpPool, *, vet=None) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=_HARD_BODY_CAP)
+    app[POOL] = pool
+    app[HOLDER] = RuntimeHolder(policies_dir, pool, runtime, vet=vet)
+    app.cleanup_ctx.append(_http_pool)
+    app.cleanup_ctx.append(_policies)
+    app.router.add_post("/v1/chat/completions", proxy.chat_completions)
+    app.router.add_post("/v1/embeddings", proxy.embeddings)
+    app.router.add_get("/v1/models", proxy.list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_get("/admin/status", admin_status)
+    return app

@@ -1,0 +1,1 @@
+"""`gateway bench`: overhead and throughput, measured side by side in one run."""

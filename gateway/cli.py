@@ -1,0 +1,188 @@
+"""The `gateway` command: serve, check-policies, hash-key, mock-server, bench."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gateway import __version__
+
+DEFAULT_PORT = 8080
+
+
+def _policies_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("GATEWAY_POLICIES") or "policies")
+
+
+def state_dir(arg: str | None) -> Path:
+    """Everything the gateway writes lives here: --state-dir, $GATEWAY_STATE_DIR, or ./.gateway."""
+    return Path(arg or os.environ.get("GATEWAY_STATE_DIR") or ".gateway")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _setup_logging(level: str, access_log: bool) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gateway.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _load_or_exit(policies: Path):
+    from gateway.errors import PolicyError
+    from gateway.runtime import load_runtime
+    from gateway.upstreams.openai import HttpPool
+
+    pool = HttpPool()
+    try:
+        return load_runtime(policies, pool), pool
+    except PolicyError as e:
+        print(f"gateway: invalid policies in {policies}:", file=sys.stderr)
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level, args.access_log)
+    log = logging.getLogger("gateway")
+    policies = _policies_dir(args.policies)
+    runtime, pool = _load_or_exit(policies)
+    open_public = runtime.keys.open_mode and not is_loopback(args.host)
+    if open_public and not args.allow_open:
+        print(f"gateway: refusing to serve in open mode (no keys in {policies / 'gateway.yaml'}) on "
+              f"{args.host}, which is not a loopback address. Add keys (README: 'Adding keys') or pass "
+              "--allow-open if this really should be open.", file=sys.stderr)
+        return 2
+    for w in runtime.warnings:
+        log.warning("%s", w)
+    if runtime.keys.open_mode:
+        log.warning("OPEN MODE: %s declares no keys, so any caller that reaches %s:%d is accepted",
+                    policies / "gateway.yaml", args.host, args.port)
+    sdir = state_dir(args.state_dir)
+    sdir.mkdir(parents=True, exist_ok=True)
+
+    def vet(new) -> list[str]:
+        if new.keys.open_mode and not is_loopback(args.host) and not args.allow_open:
+            return [f"{policies / 'gateway.yaml'}: the edit removes all keys (open mode) while serving on "
+                    f"{args.host}; restart with --allow-open to allow that"]
+        return []
+
+    from aiohttp import web
+
+    from gateway.app import build_app
+
+    app = build_app(policies, runtime, pool, vet=vet)
+    loop = None
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        pass
+    print(f"gateway {__version__} serving http://{args.host}:{args.port}/v1 (policies: {policies}, "
+          f"state: {sdir}) - Ctrl-C to stop", flush=True)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, loop=loop,
+                handler_cancellation=True, shutdown_timeout=runtime.settings.shutdown_grace_s)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    policies = _policies_dir(args.policies)
+    runtime, _ = _load_or_exit(policies)
+    for w in runtime.warnings:
+        print(f"warning: {w}")
+    names = ", ".join(sorted(runtime.pipelines))
+    print(f"ok: {policies}: {len(runtime.router.routes)} model(s), {len(runtime.upstreams)} upstream(s), "
+          f"policies: {names}; {'open mode' if runtime.keys.open_mode else 'keys required'}")
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    from gateway.auth import hash_key
+
+    key = args.key if args.key is not None else getpass.getpass("key to hash: ")
+    if not key:
+        print("gateway: empty key", file=sys.stderr)
+        return 2
+    print(hash_key(key))
+    return 0
+
+
+def cmd_mock_server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.mock_server import build_mock_app
+
+    logging.basicConfig(level=logging.WARNING)
+    loop = None
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        pass
+    print(f"mock OpenAI-compatible server on http://{args.host}:{args.port}/v1", flush=True)
+    web.run_app(build_mock_app(), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gateway.bench.run import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway with guardrails.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--state-dir", help="where the gateway writes its state (default: $GATEWAY_STATE_DIR or ./.gateway)")
+    p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-policies", help="validate the policies directory; exit 2 on errors")
+    p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
+    p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")
+    p.set_defaults(func=cmd_hash_key)
+
+    p = sub.add_parser("mock-server", help="serve the mock model as an OpenAI-compatible HTTP server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.set_defaults(func=cmd_mock_server)
+
+    p = sub.add_parser("bench", help="measure the gateway's overhead against direct calls and a minimal proxy")
+    from gateway.bench.run import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

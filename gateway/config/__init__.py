@@ -1,0 +1,1 @@
+"""Reading and validating the files in `policies/` (gateway.yaml and guardrail policies)."""

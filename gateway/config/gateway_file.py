@@ -1,0 +1,31 @@
+"""Schema of `policies/gateway.yaml`: server settings, upstreams, model routes, keys, open mode."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.auth import KeyConfig, OpenModeConfig
+from gateway.routing import RouteConfig
+from gateway.upstreams.mock import MockUpstreamConfig
+from gateway.upstreams.openai import OpenAIUpstreamConfig
+
+UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig, Field(discriminator="type")]
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_body_mb: float = Field(default=8, gt=0, le=1024, description="larger request bodies get HTTP 413")
+    shutdown_grace_s: float = Field(default=30, ge=0, le=3600, description="how long in-flight requests may finish")
+    watch_interval_s: float = Field(default=1.0, ge=0, le=3600, description="policy file polling; 0 turns it off")
+
+
+class GatewayFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstreams: dict[str, UpstreamConfig] = Field(min_length=1)
+    models: dict[str, RouteConfig] = Field(min_length=1)
+    # No keys at all means open mode: anyone who can reach the port may call (logged loudly).
+    keys: list[KeyConfig] = Field(default_factory=list)
+    open_mode: OpenModeConfig = Field(default_factory=OpenModeConfig)

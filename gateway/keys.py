@@ -1,0 +1,16 @@
+"""Typed keys for state kept on the aiohttp app and request (no module-level globals)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.exchange import Exchange
+    from gateway.reload import RuntimeHolder
+    from gateway.upstreams.openai import HttpPool
+
+HOLDER: web.AppKey[RuntimeHolder] = web.AppKey("holder")
+POOL: web.AppKey[HttpPool] = web.AppKey("pool")
+EXCHANGE = "gateway.exchange"  # request-scoped: request[EXCHANGE]

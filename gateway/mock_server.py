@@ -1,0 +1,94 @@
+"""`gateway mock-server`: the mock model behind a real OpenAI-compatible HTTP server.
+
+Used by `gateway bench` as the upstream, by tests of the `openai` upstream type, and for demos. The
+behaviour comes from the model name, e.g. `echo`, `fixed?text=hi`, `echo?fail_status=429&fail_times=1`
+(attempts are counted per `x-gateway-request-id`), `echo?cut_after=3`, `echo?garbage=true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.upstreams import mock_model
+from gateway.upstreams.mock_model import MockBehaviour
+
+_ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": "mock_error", "param": None, "code": None}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviour | web.Response:
+    try:
+        b = mock_model.behaviour_for(MockBehaviour(), str(body.get("model", "echo")))
+    except ValidationError as e:
+        return _error(400, f"bad mock model options: {e.errors()[0]['msg']}")
+    attempts: collections.OrderedDict = request.app[_ATTEMPTS]
+    key = (request.headers.get("x-gateway-request-id") or "", str(body.get("model")))
+    attempts[key] = n = attempts.get(key, 0) + 1
+    if len(attempts) > 10_000:
+        attempts.popitem(last=False)
+    if b.latency_ms:
+        await asyncio.sleep(b.latency_ms / 1000)
+    if b.hang:
+        await asyncio.sleep(3600)
+    if b.fail_status and (b.fail_times is None or n <= b.fail_times):
+        headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else None
+        return _error(b.fail_status, b.fail_message, headers)
+    if b.garbage:
+        return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="application/json")
+    return b
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = orjson.loads(await request.read())
+    b = await _behaviour(request, body)
+    if isinstance(b, web.Response):
+        return b
+    rid = request.headers.get("x-gateway-request-id", "mock-request-0000")
+    reply = mock_model.reply_text(b, body, [])
+    if not body.get("stream"):
+        return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid)),
+                            content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid)):
+        if b.cut_after is not None and i >= b.cut_after:
+            request.transport.close()  # an upstream dying mid-answer
+            return resp
+        if b.chunk_delay_ms and i:
+            await asyncio.sleep(b.chunk_delay_ms / 1000)
+        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    body = orjson.loads(await request.read())
+    b = await _behaviour(request, body)
+    if isinstance(b, web.Response):
+        return b
+    return web.Response(body=orjson.dumps(mock_model.embeddings(body, body["model"])), content_type="application/json")
+
+
+async def models(request: web.Request) -> web.Response:
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in ("echo", "context", "fixed")]
+    return web.json_response({"object": "list", "data": data})
+
+
+def build_mock_app() -> web.Application:
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app[_ATTEMPTS] = collections.OrderedDict()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    return app

@@ -1,0 +1,239 @@
+"""The policy pipeline: a policy file's checks, built once per load, run per request and phase.
+
+A check's verdict decides; a check that crashes or times out is contained and its `on_error`
+(`open`: let the request through, `closed`: refuse it) applies - recorded as such, never as a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.checks import check_types
+from gateway.checks.base import Action, OutputSegment, RequestCheck, ResponseCheck, Verdict
+from gateway.config.yamlfile import YamlDoc, dotted
+from gateway.errors import GuardrailUnavailable, GuardrailViolation
+from gateway.exchange import CheckResult, Exchange
+
+log = logging.getLogger("gateway.pipeline")
+
+Phase = Literal["request", "response"]
+
+
+class CheckSpec(BaseModel):
+    """The settings every check entry has; all other keys are the check type's own parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    name: str | None = None
+    on_error: Literal["open", "closed"] = "closed"
+    timeout_ms: float = Field(default=2000, gt=0, le=600_000)
+    # Response checks only: how a streamed answer is checked.
+    #   hold:    buffer each sentence, release it only after it passed (adds one sentence's check time)
+    #   monitor: release at once, check completed sentences alongside, cut the stream at a violation
+    stream: Literal["hold", "monitor"] | None = None
+    enabled: bool = True
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Bound on what `hold` mode buffers when no sentence end arrives (keeps added latency bounded).
+    hold_max_chars: int = Field(default=800, ge=50, le=100_000)
+
+
+class PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    request: list[dict[str, Any]] = Field(default_factory=list)
+    response: list[dict[str, Any]] = Field(default_factory=list)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+
+
+@dataclass(slots=True, frozen=True)
+class BoundCheck:
+    name: str
+    type: str
+    on_error: Literal["open", "closed"]
+    timeout_s: float
+    stream: Literal["hold", "monitor"]
+    check: Any
+
+
+@dataclass(slots=True)
+class SegmentDecision:
+    action: Action
+    text: str  # the segment's text after any redactions
+    blocked_by: CheckResult | None = None
+
+
+class Pipeline:
+    def __init__(
+        self, name: str, request: list[BoundCheck], response: list[BoundCheck], stream: StreamSettings
+    ) -> None:
+        self.name = name
+        self.request_checks = request
+        self.response_checks = response
+        self.hold_checks = [c for c in response if c.stream == "hold"]
+        self.monitor_checks = [c for c in response if c.stream == "monitor"]
+        self.stream_settings = stream
+
+    @classmethod
+    def empty(cls, name: str = "none") -> Pipeline:
+        return cls(name, [], [], StreamSettings())
+
+    async def warm(self) -> None:
+        for bound in (*self.request_checks, *self.response_checks):
+            warm = getattr(bound.check, "warm", None)
+            if warm is not None:
+                await warm()
+
+    # ---- request phase --------------------------------------------------------------------------
+    async def run_request(self, ex: Exchange) -> None:
+        """Run request checks in policy order; apply redactions; raise if one blocks."""
+        for bound in self.request_checks:
+            result = await _run(bound, "request", bound.check.request, ex)
+            ex.results.append(result)
+            verdict = result.verdict
+            if verdict.action is Action.BLOCK:
+                raise _blocked_error(result)
+            if verdict.action is Action.REDACT and verdict.rewrites:
+                for path, text in verdict.rewrites.items():
+                    ex.set_text(path, text)
+
+    # ---- response phase -------------------------------------------------------------------------
+    async def check_segment(
+        self, ex: Exchange, seg: OutputSegment, checks: list[BoundCheck]
+    ) -> SegmentDecision:
+        """Run `checks` over one output segment in order; redactions feed the next check."""
+        decision = SegmentDecision(Action.ALLOW, seg.text)
+        for bound in checks:
+            result = await _run(bound, "response", bound.check.response, ex, seg)
+            ex.results.append(result)
+            verdict = result.verdict
+            if verdict.action is Action.BLOCK:
+                return SegmentDecision(Action.BLOCK, "", result)
+            if verdict.action is Action.REDACT and verdict.rewrite is not None:
+                seg = OutputSegment(seg.choice, verdict.rewrite, seg.prior, seg.final)
+                decision = SegmentDecision(Action.REDACT, verdict.rewrite)
+            elif verdict.action is Action.FLAG and decision.action is Action.ALLOW:
+                decision.action = Action.FLAG
+        return decision
+
+
+def _blocked_error(result: CheckResult) -> Exception:
+    if result.status != "ok":
+        return GuardrailUnavailable(
+            f"Check '{result.check}' ({result.type}) {'timed out' if result.status == 'timeout' else 'failed'} "
+            "and its policy fails closed; the request was not sent.",
+            extra={"check": result.check},
+        )
+    return GuardrailViolation(
+        f"Request blocked by check '{result.check}' ({result.type}): {result.verdict.reason}",
+        code=result.type,
+        extra={"check": result.check},
+    )
+
+
+async def _run(bound: BoundCheck, phase: Phase, method, *args) -> CheckResult:
+    t0 = time.perf_counter()
+    status: Literal["ok", "error", "timeout"] = "ok"
+    error = None
+    try:
+        async with asyncio.timeout(bound.timeout_s):
+            verdict = await method(*args)
+        if not isinstance(verdict, Verdict):
+            raise TypeError(f"check returned {type(verdict).__name__}, not a Verdict")
+    except TimeoutError:
+        status, error = "timeout", "TimeoutError"
+    except Exception as exc:  # contained: one check must never take the proxy down
+        status, error = "error", type(exc).__name__
+        # The message may quote user text, so only the exception class and where it was raised are
+        # logged by default; the full traceback is at DEBUG.
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+        log.error("check %r (%s) raised %s%s; on_error=%s", bound.name, bound.type, error, where, bound.on_error)
+        log.debug("check %r traceback", bound.name, exc_info=True)
+    latency = (time.perf_counter() - t0) * 1000
+    if status != "ok":
+        action = Action.ALLOW if bound.on_error == "open" else Action.BLOCK
+        verdict = Verdict(action, None, f"check {status}; failing {bound.on_error}")
+    return CheckResult(bound.name, bound.type, phase, verdict, status, latency, error)
+
+
+# ---- building from a policy file ----------------------------------------------------------------
+def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
+    """Validate a policy document and instantiate its checks. Raises ValueError listing problems."""
+    problems: list[str] = []
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{doc.where(())}: a policy file must be a mapping with `request:` and/or `response:`")
+    try:
+        policy = PolicyFile.model_validate(data)
+    except ValidationError as e:
+        raise ValueError("\n".join(doc.problems(e))) from None
+    phases: dict[str, list[BoundCheck]] = {"request": [], "response": []}
+    for phase in ("request", "response"):
+        seen: set[str] = set()
+        for i, entry in enumerate(getattr(policy, phase)):
+            try:
+                bound = _build_check(doc, phase, i, entry)
+            except ValueError as e:
+                problems.extend(str(e).splitlines())
+                continue
+            if bound is None:
+                continue
+            if bound.name in seen:
+                problems.append(f"{doc.where((phase, i))}: {phase}[{i}].name: duplicate check name {bound.name!r}")
+            seen.add(bound.name)
+            phases[phase].append(bound)
+    if problems:
+        raise ValueError("\n".join(problems))
+    return Pipeline(name, phases["request"], phases["response"], policy.stream)
+
+
+def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | None:
+    loc = (phase, i)
+    if not isinstance(entry, dict):
+        raise ValueError(f"{doc.where(loc)}: {dotted(loc)}: each check must be a mapping with a `type:`")
+    try:
+        spec = CheckSpec.model_validate(entry)
+    except ValidationError as e:
+        raise ValueError("\n".join(doc.problems(e, loc))) from None
+    if not spec.enabled:
+        return None
+    types = check_types()
+    cls = types.get(spec.type)
+    if cls is None:
+        raise ValueError(
+            f"{doc.where(loc + ('type',))}: {dotted(loc)}.type: unknown check type {spec.type!r}; "
+            f"known types: {', '.join(sorted(types))}"
+        )
+    wanted = RequestCheck if phase == "request" else ResponseCheck
+    if not issubclass(cls, wanted):
+        raise ValueError(
+            f"{doc.where(loc + ('type',))}: {dotted(loc)}.type: check type {spec.type!r} has no {phase} phase"
+        )
+    if phase == "request" and spec.stream is not None:
+        raise ValueError(f"{doc.where(loc + ('stream',))}: {dotted(loc)}.stream: only response checks take `stream`")
+    try:
+        params = cls.Params.model_validate(spec.model_extra or {})
+    except ValidationError as e:
+        raise ValueError("\n".join(doc.problems(e, loc))) from None
+    try:
+        check = cls(params)
+    except ValueError as e:
+        raise ValueError(f"{doc.where(loc)}: {dotted(loc)}: {e}") from None
+    return BoundCheck(
+        name=spec.name or spec.type,
+        type=spec.type,
+        on_error=spec.on_error,
+        timeout_s=spec.timeout_ms / 1000,
+        stream=spec.stream or "hold",
+        check=check,
+    )

@@ -1,0 +1,215 @@
+"""One request, one path: parse -> request checks -> upstream -> response/stream checks -> reply."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.checks.base import Action, OutputSegment
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.exchange import Exchange
+from gateway.keys import EXCHANGE, HOLDER
+from gateway.pipeline import Pipeline
+from gateway.routing import Route
+from gateway.runtime import Runtime
+from gateway.sse import DONE_EVENT, encode
+from gateway.stream_guard import StreamGuard
+from gateway.upstreams.base import Upstream, UpstreamError
+from gateway.upstreams.mock_model import validate_overrides
+from gateway.validation import parse_json, pop_gateway_options, validate_chat, validate_embeddings
+
+log = logging.getLogger("gateway.proxy")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    too_big = GatewayError(
+        f"Request body is larger than the gateway's limit of {limit} bytes (server.max_body_mb).",
+        status=413, type="invalid_request_error", code="request_too_large",
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    buf = bytearray()
+    async for chunk in request.content.iter_any():
+        buf += chunk
+        if len(buf) > limit:
+            raise too_big
+    return bytes(buf)
+
+
+async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange, Route, Pipeline]:
+    """Authenticate, parse, validate, route and run the request checks."""
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(request.headers.get("Authorization"))
+    body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
+    options = pop_gateway_options(body)
+    ex = Exchange(endpoint, body, options)  # type: ignore[arg-type]
+    request[EXCHANGE] = ex
+    ex.key_name = principal.name
+    ex.policy = principal.policy
+    (validate_chat if endpoint == "chat.completions" else validate_embeddings)(body)
+    if options.mock and (problem := validate_overrides(options.mock)):
+        raise InvalidRequest(problem, param="gateway.mock")
+    ex.model = body["model"]
+    principal.check_model(ex.model)
+    route = rt.router.get(ex.model)
+    ex.stream = bool(body.get("stream"))
+    pipeline = rt.pipelines[principal.policy]
+    await pipeline.run_request(ex)
+    return rt, ex, route, pipeline
+
+
+def gateway_headers(ex: Exchange) -> dict[str, str]:
+    return {"x-gateway-request-id": ex.id, "x-gateway-overhead-ms": f"{ex.overhead_ms():.3f}"}
+
+
+def json_response(data: dict[str, Any], ex: Exchange) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json", headers=gateway_headers(ex))
+
+
+# ---- /v1/chat/completions ----------------------------------------------------------------------
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    rt, ex, route, pipeline = await _begin(request, "chat.completions")
+    if ex.stream:
+        return await relay_stream(request, rt, ex, route, pipeline)
+
+    async def call(upstream: Upstream, model: str) -> dict[str, Any]:
+        return await upstream.chat(ex, model, ex.body)
+
+    data = await rt.router.call(ex, route, call)
+    if pipeline.response_checks:
+        await check_completion(ex, pipeline, data)
+    data["gateway"] = ex.gateway_info()
+    return json_response(data, ex)
+
+
+async def check_completion(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> None:
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if not isinstance(content, str) or not content:
+            continue
+        seg = OutputSegment(choice.get("index", 0), content)
+        decision = await pipeline.check_segment(ex, seg, pipeline.response_checks)
+        if decision.action is Action.BLOCK:
+            message["content"] = ""
+            choice["finish_reason"] = "content_filter"
+        elif decision.action is Action.REDACT:
+            message["content"] = decision.text
+
+
+async def relay_stream(
+    request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline
+) -> web.StreamResponse:
+    async def open_and_peek(upstream: Upstream, model: str):
+        # Waiting for the first event keeps retries and fallbacks possible: nothing has reached the
+        # client yet. After this point, failures end the stream with an error event instead.
+        stream = await upstream.open_stream(ex, model, ex.body)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            await stream.aclose()
+            raise UpstreamError("bad_response", "upstream stream ended before its first event") from None
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream, first
+
+    stream, first = await rt.router.call(ex, route, open_and_peek)
+    guard = StreamGuard(ex, pipeline) if pipeline.response_checks else None
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **gateway_headers(ex),
+    })
+    template: dict[str, Any] = {}
+    finished: set[int] = set()
+    seen: set[int] = set()
+    try:
+        await resp.prepare(request)
+        payload = first
+        while payload is not None:
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamError("bad_response", "upstream sent an event that is not JSON") from None
+            if not template and isinstance(chunk, dict):
+                template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+            if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
+                raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
+            _track_choices(chunk, seen, finished)
+            if guard is None:
+                await resp.write(encode(payload))
+            else:
+                for out in await guard.on_chunk(chunk):
+                    await resp.write(encode(orjson.dumps(out)))
+                if guard.violation:
+                    break
+            t0 = time.perf_counter()
+            try:
+                payload = await anext(stream)
+            except StopAsyncIteration:
+                payload = None
+            finally:
+                ex.upstream_ms += (time.perf_counter() - t0) * 1000
+        if guard is None or not guard.violation:
+            if not stream.saw_done and (not seen or seen - finished):
+                raise UpstreamError("stream_cut", "upstream closed the stream before it finished")
+        await resp.write(encode(orjson.dumps(_final_chunk(template, ex))))
+        await resp.write(DONE_EVENT)
+    except UpstreamError as e:
+        # Headers are gone already: end the stream with an error event (the openai SDK raises
+        # APIError on it) instead of a silent truncation.
+        ex.stream_error = e.kind
+        error = {"message": e.message, "type": "upstream_error", "code": e.kind}
+        await _write_quietly(resp, encode(orjson.dumps({"error": error, "gateway": ex.gateway_info()})))
+        await _write_quietly(resp, DONE_EVENT)
+    except ConnectionError:
+        log.info("client went away mid-stream; upstream request %s cancelled", ex.id)
+    finally:
+        await stream.aclose()
+        if guard is not None:
+            await guard.close()
+    return resp
+
+
+def _track_choices(chunk: Any, seen: set[int], finished: set[int]) -> None:
+    if isinstance(chunk, dict):
+        for c in chunk.get("choices") or ():
+            idx = c.get("index", 0)
+            seen.add(idx)
+            if c.get("finish_reason"):
+                finished.add(idx)
+
+
+def _final_chunk(template: dict[str, Any], ex: Exchange) -> dict[str, Any]:
+    """The chunk before [DONE] carrying the gateway's verdicts; `choices` is empty like a usage chunk."""
+    return {**template, "object": "chat.completion.chunk", "choices": [], "gateway": ex.gateway_info()}
+
+
+async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+    try:
+        await resp.write(data)
+    except ConnectionError:
+        pass
+
+
+# ---- /v1/embeddings ----------------------------------------------------------------------------
+async def embeddings(request: web.Request) -> web.Response:
+    rt, ex, route, _pipeline = await _begin(request, "embeddings")
+
+    async def call(upstream: Upstream, model: str) -> dict[str, Any]:
+        return await upstream.embeddings(ex, model, ex.body)
+
+    data = await rt.router.call(ex, route, call)
+    data["gateway"] = ex.gateway_info()
+    return json_response(data, ex)
+
+
+# ---- /v1/models ---------------------------------------------------------------------------------
+async def list_models(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(request.headers.get("Authorization"))
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in rt.models_for(principal)]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")

@@ -1,0 +1,165 @@
+"""Everything loaded from `policies/`, validated as a whole and built into one immutable `Runtime`.
+
+A reload builds a new Runtime next to the running one and swaps it in only if it is entirely valid;
+requests in flight keep the Runtime they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.auth import KeyRing, Principal, hash_key
+from gateway.config.gateway_file import GatewayFile, ServerSettings
+from gateway.config.yamlfile import load_yaml
+from gateway.errors import PolicyError
+from gateway.pipeline import Pipeline, build_pipeline
+from gateway.routing import Route, Router
+from gateway.upstreams.base import Upstream
+from gateway.upstreams.mock import MockUpstream
+from gateway.upstreams.openai import HttpPool, OpenAIUpstream
+
+log = logging.getLogger("gateway.runtime")
+
+GATEWAY_FILE = "gateway.yaml"
+# Files in policies/ that are not guardrail policies (later issues add pricing.yaml and friends).
+NOT_POLICIES = frozenset({GATEWAY_FILE, "pricing.yaml"})
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: ServerSettings
+    keys: KeyRing
+    router: Router
+    pipelines: dict[str, Pipeline]
+    upstreams: dict[str, Upstream]
+    fingerprint: dict[str, float]  # file -> mtime, to notice edits
+    warnings: list[str] = field(default_factory=list)
+    loaded_at: float = field(default_factory=time.time)
+
+    async def warm(self) -> None:
+        for upstream in self.upstreams.values():
+            warm = getattr(upstream, "warm", None)
+            if warm is not None:
+                await warm()
+        for pipeline in self.pipelines.values():
+            await pipeline.warm()
+
+    def models_for(self, principal: Principal) -> list[str]:
+        return [m for m in self.router.routes if principal.may_use(m)]
+
+
+def policy_files(policies_dir: Path) -> list[Path]:
+    return sorted(p for p in policies_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def fingerprint(policies_dir: Path) -> dict[str, float]:
+    out = {}
+    for p in policy_files(policies_dir):
+        try:
+            out[str(p)] = p.stat().st_mtime_ns
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
+    """Read and validate every file; raise PolicyError listing every problem with file and line."""
+    policies_dir = Path(policies_dir)
+    if not policies_dir.is_dir():
+        raise PolicyError([f"{policies_dir}: policies directory does not exist"])
+    stamp = fingerprint(policies_dir)
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    gw_path = policies_dir / GATEWAY_FILE
+    if not gw_path.is_file():
+        raise PolicyError([f"{gw_path}: missing; it declares upstreams, models and keys (see README)"])
+    try:
+        gw_doc = load_yaml(gw_path)
+        gw = GatewayFile.model_validate(gw_doc.data if gw_doc.data is not None else {})
+    except ValueError as e:  # YAML syntax; ValidationError is a ValueError too
+        if isinstance(e, ValidationError):
+            raise PolicyError(gw_doc.problems(e)) from None
+        raise PolicyError([str(e)]) from None
+
+    pipelines: dict[str, Pipeline] = {}
+    for path in policy_files(policies_dir):
+        if path.name in NOT_POLICIES:
+            continue
+        try:
+            pipelines[path.stem] = build_pipeline(path.stem, load_yaml(path))
+        except ValueError as e:
+            problems.extend(str(e).splitlines())
+
+    pool = pool or HttpPool()
+    upstreams: dict[str, Upstream] = {}
+    for name, cfg in gw.upstreams.items():
+        if cfg.type == "mock":
+            upstreams[name] = MockUpstream(name, cfg)
+            continue
+        api_key = None
+        if cfg.api_key_env:
+            api_key = os.environ.get(cfg.api_key_env) or None
+            if api_key is None:
+                msg = f"upstream {name!r}: env var {cfg.api_key_env} is not set"
+                if cfg.required:
+                    problems.append(f"{gw_doc.where(('upstreams', name, 'api_key_env'))}: {msg} "
+                                    "(set it, or mark the upstream `required: false` to skip it)")
+                else:
+                    warnings.append(f"{msg}; upstream skipped")
+                continue
+        upstreams[name] = OpenAIUpstream(name, cfg, pool, api_key)
+
+    routes: dict[str, Route] = {}
+    for model, rcfg in gw.models.items():
+        for i, t in enumerate(rcfg.targets):
+            if t.upstream not in gw.upstreams:
+                problems.append(f"{gw_doc.where(('models', model, 'targets', i, 'upstream'))}: "
+                                f"models.{model}.targets[{i}].upstream: unknown upstream {t.upstream!r}; "
+                                f"declared: {', '.join(sorted(gw.upstreams))}")
+        live = [t for t in rcfg.targets if t.upstream in upstreams]
+        primary = [t for t in live if not t.stand_in]
+        chosen = primary or live
+        if not chosen:
+            warnings.append(f"model {model!r}: every target's upstream is skipped; the model is not served")
+            continue
+        if not primary:
+            warnings.append(f"model {model!r}: no real upstream configured; served by stand-in "
+                            f"{', '.join(t.upstream + '/' + t.model for t in chosen)}")
+        routes[model] = Route(model, tuple((upstreams[t.upstream], t.model) for t in chosen), rcfg)
+
+    def need_policy(policy: str, loc: tuple) -> None:
+        if policy != "none" and policy not in pipelines:
+            problems.append(f"{gw_doc.where(loc)}: {'.'.join(map(str, loc))}: unknown policy {policy!r}; "
+                            f"files in {policies_dir}: {', '.join(sorted(pipelines)) or '(none)'} (or `none`)")
+
+    by_hash: dict[str, Principal] = {}
+    for i, k in enumerate(gw.keys):
+        need_policy(k.policy, ("keys", i, "policy"))
+        digest = k.sha256
+        if k.env:
+            value = os.environ.get(k.env)
+            if not value:
+                problems.append(f"{gw_doc.where(('keys', i, 'env'))}: keys[{i}].env: env var {k.env} is not set")
+                continue
+            digest = hash_key(value)
+        if digest in by_hash:
+            problems.append(f"{gw_doc.where(('keys', i))}: keys[{i}]: same key as {by_hash[digest].name!r}")
+        by_hash[digest] = Principal(k.name, k.policy, tuple(k.models), k.admin)
+
+    open_principal = None
+    if not gw.keys:
+        need_policy(gw.open_mode.policy, ("open_mode", "policy"))
+        open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True)
+
+    if problems:
+        raise PolicyError(problems)
+    pipelines.setdefault("none", Pipeline.empty())
+    return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp, warnings)
+
