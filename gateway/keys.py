@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 
 HOLDER: web.AppKey[RuntimeHolder] = web.AppKey("holder")
 POOL: web.AppKey[HttpPool] = web.AppKey("pool")
-EXCHANGE = "gateway.exchange"  # request-scoped: request[EXCHANGE]
+EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")

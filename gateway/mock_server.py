@@ -19,6 +19,9 @@ from gateway.upstreams import mock_model
 from gateway.upstreams.mock_model import MockBehaviour
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
+# Streams being written right now and requests seen: lets tests check that a client's disconnect
+# really cancelled the upstream stream, and benchmarks check their request counts.
+STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -27,6 +30,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviour | web.Response:
+    request.app[STATS]["requests"] += 1
     try:
         b = mock_model.behaviour_for(MockBehaviour(), str(body.get("model", "echo")))
     except ValidationError as e:
@@ -42,7 +46,9 @@ async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviou
         await asyncio.sleep(3600)
     if b.fail_status and (b.fail_times is None or n <= b.fail_times):
         headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else None
-        return _error(b.fail_status, b.fail_message, headers)
+        # Like OpenAI's 401 ("Incorrect API key provided: sk-..."), the mock can quote the key it got.
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return _error(b.fail_status, b.fail_message.replace("{api_key}", token), headers)
     if b.garbage:
         return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="application/json")
     return b
@@ -60,15 +66,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
                             content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
-    for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid)):
-        if b.cut_after is not None and i >= b.cut_after:
-            request.transport.close()  # an upstream dying mid-answer
-            return resp
-        if b.chunk_delay_ms and i:
-            await asyncio.sleep(b.chunk_delay_ms / 1000)
-        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-    await resp.write(b"data: [DONE]\n\n")
-    await resp.write_eof()
+    stats = request.app[STATS]
+    stats["active_streams"] += 1
+    try:
+        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid)):
+            if b.cut_after is not None and i >= b.cut_after:
+                request.transport.close()  # an upstream dying mid-answer
+                return resp
+            if b.chunk_delay_ms and i:
+                await asyncio.sleep(b.chunk_delay_ms / 1000)
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+    finally:
+        stats["active_streams"] -= 1
     return resp
 
 
@@ -80,6 +91,10 @@ async def embeddings(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(mock_model.embeddings(body, body["model"])), content_type="application/json")
 
 
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATS])
+
+
 async def models(request: web.Request) -> web.Response:
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in ("echo", "context", "fixed")]
     return web.json_response({"object": "list", "data": data})
@@ -88,7 +103,9 @@ async def models(request: web.Request) -> web.Response:
 def build_mock_app() -> web.Application:
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app[_ATTEMPTS] = collections.OrderedDict()
+    app[STATS] = {"requests": 0, "active_streams": 0}
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/mock/stats", stats)
     return app

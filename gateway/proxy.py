@@ -162,6 +162,9 @@ async def relay_stream(
         # Headers are gone already: end the stream with an error event (the openai SDK raises
         # APIError on it) instead of a silent truncation.
         ex.stream_error = e.kind
+        if guard is not None:
+            for out in await guard.flush():
+                await _write_quietly(resp, encode(orjson.dumps(out)))
         error = {"message": e.message, "type": "upstream_error", "code": e.kind}
         await _write_quietly(resp, encode(orjson.dumps({"error": error, "gateway": ex.gateway_info()})))
         await _write_quietly(resp, DONE_EVENT)

@@ -20,8 +20,9 @@ from gateway.checks.base import Action, OutputSegment
 from gateway.exchange import Exchange
 from gateway.pipeline import Pipeline
 
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and whitespace, or at a newline.
-_BOUNDARY = re.compile(r"[.!?\u3002\uff01\uff1f][\"')\]\u201d\u2019]*\s+|\n+")
+# A sentence ends at . ! ? followed by optional closing quotes/brackets and whitespace (so "3.14" is not
+# an end), at a CJK full stop (those scripts put no space after it), or at a newline.
+_BOUNDARY = re.compile(r"[.!?][\"')\]\u201d\u2019]*\s+|[\u3002\uff01\uff1f][\u201d\u300d]*|\n+")
 
 
 def split_complete(text: str, max_chars: int) -> tuple[str, str]:
@@ -81,9 +82,7 @@ class StreamGuard:
             if isinstance(delta.get("content"), str):
                 state.pending += delta["content"]
             # Role and tool-call deltas flow at once; held text and the finish reason wait.
-            forward = {k: v for k, v in delta.items() if k != "content"} if self.holds else delta
-            if forward:
-                send.append({**entry, "delta": forward, "finish_reason": None})
+            out_delta = {k: v for k, v in delta.items() if k != "content"} if self.holds else dict(delta)
             if finish:
                 done, state.pending = state.pending, ""
             else:
@@ -93,14 +92,26 @@ class StreamGuard:
                 if self.violation:
                     return self._stop()
                 if released:
-                    send.append({"index": idx, "delta": {"content": released}, "logprobs": None,
-                                 "finish_reason": None})
+                    out_delta["content"] = released
             if finish:
                 await self.drain_monitor()
                 if self.violation:
                     return self._stop()
-                send.append({"index": idx, "delta": {}, "logprobs": None, "finish_reason": finish})
+            if out_delta or finish:
+                send.append({**entry, "delta": out_delta, "finish_reason": finish})
         return [{**chunk, "choices": send}] if send else []
+
+    async def flush(self) -> list[dict[str, Any]]:
+        """The upstream broke off: check and release what is held (no finish reason follows)."""
+        send = []
+        for idx, state in sorted(self.choices.items()):
+            text, state.pending = state.pending, ""
+            released = await self._segment(idx, state, text, final=True) if text else ""
+            if self.violation:
+                return self._stop()
+            if released:
+                send.append({"index": idx, "delta": {"content": released}, "logprobs": None, "finish_reason": None})
+        return [{**self.template, "object": "chat.completion.chunk", "choices": send}] if send else []
 
     def _stop(self) -> list[dict[str, Any]]:
         return [self.chunk_for(i, {}, "content_filter") for i in sorted(self.choices) or [0]]

@@ -33,7 +33,7 @@ class MockBehaviour(BaseModel):
     chunk_delay_ms: float = Field(default=0, ge=0, le=60_000)
     fail_status: int | None = Field(default=None, ge=400, le=599)
     fail_times: int | None = Field(default=None, ge=0, description="fail this many attempts, then succeed")
-    fail_message: str = "mock upstream failure"
+    fail_message: str = Field(default="mock upstream failure", description="`{api_key}`: the key received")
     retry_after: float | None = Field(default=None, ge=0)
     hang: bool = False  # never answer (the gateway's timeouts must fire)
     cut_after: int | None = Field(default=None, ge=0, description="stream: stop after N chunks, unfinished")

@@ -1,0 +1,149 @@
+"""Shared test fixtures: a real gateway / mock server on a loopback port, policy directories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.keys import HOLDER
+from gateway.mock_server import build_mock_app
+from gateway.runtime import load_runtime
+from gateway.upstreams.openai import HttpPool
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServerThread:
+    """Runs an aiohttp app on 127.0.0.1:<free port> in a thread with its own event loop."""
+
+    def __init__(self, app: web.Application, *, handler_cancellation: bool = True) -> None:
+        self.app = app
+        self.port = 0
+        self._handler_cancellation = handler_cancellation
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(self.app, handler_cancellation=self._handler_cancellation, access_log=None,
+                               shutdown_timeout=5)
+        try:
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error:
+            raise self._error
+        return self
+
+    def call(self, coro_fn, *args) -> Any:
+        """Run a coroutine function on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), self._loop).result(30)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+
+@contextlib.contextmanager
+def running_gateway(policies: Path, *, wait_ready: bool = True) -> Iterator[ServerThread]:
+    pool = HttpPool()
+    app = build_app(policies, load_runtime(policies, pool), pool)
+    server = ServerThread(app).start()
+    try:
+        if wait_ready:
+            deadline = time.monotonic() + 30
+            while not app[HOLDER].ready and time.monotonic() < deadline:
+                time.sleep(0.02)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_mock_server() -> Iterator[ServerThread]:
+    server = ServerThread(build_mock_app(), handler_cancellation=False).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def write_policies(root: Path, gateway_yaml: str, **policies: str) -> Path:
+    """A policies directory with gateway.yaml and `name=yaml` policy files (default: empty policy)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gateway.yaml").write_text(textwrap.dedent(gateway_yaml))
+    policies.setdefault("default", "request: []\nresponse: []\n")
+    for name, text in policies.items():
+        (root / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return root
+
+
+def openai_client(server: ServerThread, api_key: str = "unused", **kw):
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=api_key, max_retries=0, timeout=30, **kw)
+
+
+def post(server: ServerThread, path: str, **kw) -> httpx.Response:
+    return httpx.post(server.url + path, timeout=30, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gateway_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway", *args]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run(gateway_cmd(*args), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def wait_http(url: str, timeout: float = 20) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.HTTPError as e:
+            last = e
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer: {last}")
