@@ -27,12 +27,15 @@ class GatewayOptions(BaseModel):
     It is removed before the request is forwarded upstream.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     context: list[ContextDoc] | None = None
     metadata: dict[str, str | int | float | bool] | None = None
     user_id: str | None = None
     # Behaviour overrides for the built-in mock upstream (ignored by real upstreams).
     mock: dict[str, Any] | None = None
+
+
+NO_OPTIONS = GatewayOptions()  # shared by the many requests that send no `gateway` object (it is frozen)
 
 
 @dataclass(slots=True)
@@ -79,7 +82,7 @@ class Attempt:
 class Exchange:
     endpoint: Literal["chat.completions", "embeddings"]
     body: dict[str, Any]
-    options: GatewayOptions = field(default_factory=GatewayOptions)
+    options: GatewayOptions = NO_OPTIONS
     id: str = field(default_factory=lambda: "gw-" + os.urandom(12).hex())
     started: float = field(default_factory=time.perf_counter)
     key_name: str | None = None

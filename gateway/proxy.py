@@ -30,9 +30,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         f"Request body is larger than the gateway's limit of {limit} bytes (server.max_body_mb).",
         status=413, type="invalid_request_error", code="request_too_large",
     )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_big
-    buf = bytearray()
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise too_big
+        return await request.read()
+    buf = bytearray()  # chunked upload: count as it arrives
     async for chunk in request.content.iter_any():
         buf += chunk
         if len(buf) > limit:
@@ -128,29 +130,39 @@ async def relay_stream(
     seen: set[int] = set()
     try:
         await resp.prepare(request)
-        payload = first
-        while payload is not None:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("bad_response", "upstream sent an event that is not JSON") from None
-            if not template and isinstance(chunk, dict):
-                template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
-            if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-                raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
-            _track_choices(chunk, seen, finished)
-            if guard is None:
-                await resp.write(encode(payload))
-            else:
-                for out in await guard.on_chunk(chunk):
-                    await resp.write(encode(orjson.dumps(out)))
+        batch = [first, *stream.take_ready()]
+        while batch:
+            # Events that arrived together are written together: one write per network read, not
+            # per event, which keeps streaming overhead close to a raw byte relay.
+            out = bytearray()
+            for payload in batch:
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError("bad_response", "upstream sent an event that is not JSON") from None
+                if not isinstance(chunk, dict):
+                    raise UpstreamError("bad_response", "upstream sent an event that is not a JSON object")
+                if not template:
+                    template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+                if isinstance(chunk.get("error"), dict):
+                    raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
+                _track_choices(chunk, seen, finished)
+                if guard is None:
+                    out += encode(payload)
+                    continue
+                for piece in await guard.on_chunk(chunk):
+                    out += encode(orjson.dumps(piece))
                 if guard.violation:
                     break
+            if out:
+                await resp.write(bytes(out))
+            if guard is not None and guard.violation:
+                break
             t0 = time.perf_counter()
             try:
-                payload = await anext(stream)
+                batch = [await anext(stream), *stream.take_ready()]
             except StopAsyncIteration:
-                payload = None
+                batch = []
             finally:
                 ex.upstream_ms += (time.perf_counter() - t0) * 1000
         if guard is None or not guard.violation:
@@ -177,13 +189,12 @@ async def relay_stream(
     return resp
 
 
-def _track_choices(chunk: Any, seen: set[int], finished: set[int]) -> None:
-    if isinstance(chunk, dict):
-        for c in chunk.get("choices") or ():
-            idx = c.get("index", 0)
-            seen.add(idx)
-            if c.get("finish_reason"):
-                finished.add(idx)
+def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int]) -> None:
+    for c in chunk.get("choices") or ():
+        idx = c.get("index", 0)
+        seen.add(idx)
+        if c.get("finish_reason"):
+            finished.add(idx)
 
 
 def _final_chunk(template: dict[str, Any], ex: Exchange) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import orjson
 from pydantic import ValidationError
 
 from gateway.errors import InvalidRequest
-from gateway.exchange import GatewayOptions
+from gateway.exchange import NO_OPTIONS, GatewayOptions
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -32,7 +32,7 @@ def pop_gateway_options(body: dict[str, Any]) -> GatewayOptions:
     """Remove the `"gateway"` extension object (it never goes upstream) and validate it."""
     raw = body.pop("gateway", None)
     if raw is None:
-        return GatewayOptions()
+        return NO_OPTIONS
     if not isinstance(raw, dict):
         raise InvalidRequest("`gateway` must be an object.", param="gateway")
     try:

@@ -91,5 +91,8 @@ class _MockStream:
         self._sent += 1
         return orjson.dumps(chunk)
 
+    def take_ready(self) -> list[bytes]:
+        return []  # the mock yields one event per step, like a model producing tokens
+
     async def aclose(self) -> None:
         self._chunks = iter(())

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -208,6 +207,8 @@ def stream_chunks(body: dict[str, Any], model: str, reply: str, request_id: str)
 
 def embedding_vector(text: str, dim: int) -> list[float]:
     """Hashed bag of words, L2-normalised: deterministic, and texts sharing words are similar."""
+    import numpy as np  # only embeddings need it; keeps gateway start-up lean
+
     vec = np.zeros(dim, dtype=np.float64)
     for word in _WORD.findall(text.lower()) or [""]:
         h = hashlib.blake2b(word.encode(), digest_size=8).digest()

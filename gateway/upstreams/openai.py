@@ -211,6 +211,12 @@ class _HttpStream:
                 self._events.append(event)
         return self._events.popleft()
 
+    def take_ready(self) -> list[bytes]:
+        """Events already received and decoded (no waiting)."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
     async def aclose(self) -> None:
         if self._closed:
             return
