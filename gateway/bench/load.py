@@ -35,36 +35,41 @@ class Sample:
         return 1000 * self.cpu_s / len(self.latencies_ms) if self.latencies_ms else float("nan")
 
 
-async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+JSON = {"Content-Type": "application/json"}
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str] = JSON) -> float:
     t0 = time.perf_counter()
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+    async with session.post(url, data=body, headers=headers) as resp:
         await resp.read()
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
     return (time.perf_counter() - t0) * 1000
 
 
-async def ttfb(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+async def ttfb(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str] = JSON) -> float:
     """Milliseconds until the first event carrying content arrives; the rest is read and dropped."""
     t0 = time.perf_counter()
     first = None
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+    async with session.post(url, data=body, headers=headers) as resp:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         async for chunk in resp.content.iter_any():
-            if first is None and b'"content":"' in chunk.replace(b'"content":""', b""):
+            if first is None and b'"content":"' in chunk.replace(b'"content":""', b"").replace(b": ", b":"):
                 first = (time.perf_counter() - t0) * 1000
     return first if first is not None else float("nan")
 
 
-async def concurrent(session: aiohttp.ClientSession, url: str, body: bytes, workers: int, seconds: float) -> Sample:
+async def concurrent(
+    session: aiohttp.ClientSession, url: str, body: bytes, workers: int, seconds: float, headers: dict[str, str] = JSON
+) -> Sample:
     sample = Sample()
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
         while time.perf_counter() < stop_at:
             try:
-                sample.latencies_ms.append(await one(session, url, body))
+                sample.latencies_ms.append(await one(session, url, body, headers))
             except (aiohttp.ClientError, RuntimeError, asyncio.TimeoutError):
                 sample.errors += 1
 
