@@ -29,6 +29,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
+async def _prepare(request: web.Request) -> tuple[dict[str, Any], MockBehaviour | web.Response]:
+    """The request body, and the behaviour to apply - or the failure response to send instead."""
+    body = orjson.loads(await request.read())
+    return body, await _behaviour(request, body)
+
+
 async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviour | web.Response:
     request.app[STATS]["requests"] += 1
     try:
@@ -55,8 +61,7 @@ async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviou
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    body = orjson.loads(await request.read())
-    b = await _behaviour(request, body)
+    body, b = await _prepare(request)
     if isinstance(b, web.Response):
         return b
     rid = request.headers.get("x-gateway-request-id", "mock-request-0000")
@@ -84,8 +89,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    body = orjson.loads(await request.read())
-    b = await _behaviour(request, body)
+    body, b = await _prepare(request)
     if isinstance(b, web.Response):
         return b
     return web.Response(body=orjson.dumps(mock_model.embeddings(body, body["model"])), content_type="application/json")

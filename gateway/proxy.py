@@ -18,7 +18,7 @@ from gateway.routing import Route
 from gateway.runtime import Runtime
 from gateway.sse import DONE_EVENT, encode
 from gateway.stream_guard import StreamGuard
-from gateway.upstreams.base import Upstream, UpstreamError
+from gateway.upstreams.base import Upstream, UpstreamError, parse_object
 from gateway.upstreams.mock_model import validate_overrides
 from gateway.validation import parse_json, pop_gateway_options, validate_chat, validate_embeddings
 
@@ -136,12 +136,7 @@ async def relay_stream(
             # per event, which keeps streaming overhead close to a raw byte relay.
             out = bytearray()
             for payload in batch:
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError("bad_response", "upstream sent an event that is not JSON") from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamError("bad_response", "upstream sent an event that is not a JSON object")
+                chunk = parse_object(payload, "a stream event")
                 if not template:
                     template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
                 if isinstance(chunk.get("error"), dict):

@@ -101,7 +101,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
     upstreams: dict[str, Upstream] = {}
     for name, cfg in gw.upstreams.items():
         if cfg.type == "mock":
-            upstreams[name] = MockUpstream(name, cfg)
+            upstreams[name] = MockUpstream(name, cfg, policies_dir)
             continue
         api_key = None
         if cfg.api_key_env:
@@ -123,6 +123,9 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
                 problems.append(f"{gw_doc.where(('models', model, 'targets', i, 'upstream'))}: "
                                 f"models.{model}.targets[{i}].upstream: unknown upstream {t.upstream!r}; "
                                 f"declared: {', '.join(sorted(gw.upstreams))}")
+            elif isinstance(up := upstreams.get(t.upstream), MockUpstream):
+                problems.extend(f"{gw_doc.where(('models', model, 'targets', i, 'model'))}: "
+                                f"models.{model}.targets[{i}].model: {p}" for p in up.problems_with(t.model))
         live = [t for t in rcfg.targets if t.upstream in upstreams]
         primary = [t for t in live if not t.stand_in]
         chosen = primary or live

@@ -146,3 +146,31 @@ def test_hash_key_and_help():
     assert r.stdout.strip() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     for sub in ("serve", "check-policies", "bench", "mock-server"):
         assert run_cli(sub, "--help").returncode == 0
+
+
+def test_mock_targets_and_scripts_are_checked_at_load(tmp_path):
+    root = write_policies(tmp_path, """
+    upstreams: {mock: {type: mock}}
+    models:
+      typo: {targets: [{upstream: mock, model: "echo?fial_status=500"}]}
+      script: {targets: [{upstream: mock, model: "scripted?script=missing.yaml"}]}
+    """)
+    r = run_cli("check-policies", "--policies", str(root))
+    assert r.returncode == 2, r.stdout
+    assert "gateway.yaml:4: models.typo.targets[0].model: fial_status: Extra inputs are not permitted" in r.stderr
+    assert "models.script.targets[0].model: script 'missing.yaml': no such file" in r.stderr
+
+
+def test_scripted_mock_reads_script_relative_to_policies(tmp_path):
+    from tests.helpers import openai_client, running_gateway
+
+    root = write_policies(tmp_path, """
+    upstreams: {support: {type: mock, behaviour: {mode: scripted, script: mock/replies.yaml}}}
+    models: {bot: {targets: [{upstream: support, model: scripted}]}}
+    server: {watch_interval_s: 0}
+    """)
+    (root / "mock").mkdir()
+    (root / "mock" / "replies.yaml").write_text("- {match: 'refund', reply: 'Refunds take 5 days.'}\n- {reply: 'Ask me about refunds.'}\n")
+    with running_gateway(root) as gw:
+        out = openai_client(gw).chat.completions.create(model="bot", messages=[{"role": "user", "content": "refund?"}])
+        assert out.choices[0].message.content == "Refunds take 5 days."

@@ -287,3 +287,24 @@ def test_healthz_and_readyz(gw):
     assert httpx.get(gw.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gw.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_oversize_chunked_body_without_length_is_413(gw):
+    def body():
+        yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    r = post(gw, "/v1/chat/completions", content=body(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_client_cannot_make_the_mock_read_a_file(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="echo", messages=msg("x"),
+                                       extra_body={"gateway": {"mock": {"mode": "scripted", "script": "/etc/passwd"}}})
+    assert "only be named in gateway.yaml" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="echo", messages=msg("x"), extra_body={"gateway": {"mock": {"laggy": 1}}})
+    assert "gateway.mock.laggy" in e.value.message

@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.exchange import Exchange
 
 
@@ -76,3 +78,14 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def parse_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Decode an upstream's JSON object (an answer, or one stream event) or fail as `bad_response`."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("bad_response", f"upstream sent {what} that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamError("bad_response", f"upstream sent {what} that is not a JSON object")
+    return data

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.exchange import Exchange
 from gateway.metering.tokenizer import encoding
@@ -22,9 +23,26 @@ class MockUpstreamConfig(BaseModel):
 
 
 class MockUpstream:
-    def __init__(self, name: str, cfg: MockUpstreamConfig) -> None:
+    def __init__(self, name: str, cfg: MockUpstreamConfig, base_dir: Path) -> None:
         self.name = name
         self.cfg = cfg
+        self.base_dir = base_dir  # relative script paths are relative to the policies directory
+
+    def problems_with(self, model: str) -> list[str]:
+        """Load-time check of a route's target model name (`echo?latency_ms=5`, `scripted?script=...`)."""
+        try:
+            b = mock_model.behaviour_for(self.cfg.behaviour, model)
+        except ValidationError as e:
+            return [f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors(include_url=False)]
+        if b.script:
+            path = self.base_dir / b.script
+            try:
+                mock_model.load_script(str(path))
+            except FileNotFoundError:
+                return [f"script {b.script!r}: no such file (relative paths start at {self.base_dir})"]
+            except (ValueError, OSError) as e:
+                return [f"script {b.script!r}: {e}"]
+        return []
 
     async def warm(self) -> None:
         # Loading the BPE file takes a few hundred ms; do it before /readyz, not on the first request.
@@ -49,6 +67,8 @@ class MockUpstream:
 
     async def _prepare(self, ex: Exchange, model: str) -> MockBehaviour:
         b = mock_model.behaviour_for(self.cfg.behaviour, model, ex.options.mock)
+        if b.script and not Path(b.script).is_absolute():
+            b = b.model_copy(update={"script": str(self.base_dir / b.script)})
         attempts = ex.state.setdefault("mock_attempts", {})
         attempt = attempts[self.name] = attempts.get(self.name, 0) + 1
         if b.latency_ms:
@@ -60,7 +80,7 @@ class MockUpstream:
                 f"http_{b.fail_status}", b.fail_message, status=b.fail_status, retry_after=b.retry_after
             )
         if b.garbage:
-            raise UpstreamError("bad_response", "upstream answered with a body that is not JSON")
+            raise UpstreamError("bad_response", "upstream sent an answer that is not JSON")
         return b
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.metering.tokenizer import count_tokens
 
@@ -37,13 +37,6 @@ class MockBehaviour(BaseModel):
     hang: bool = False  # never answer (the gateway's timeouts must fire)
     cut_after: int | None = Field(default=None, ge=0, description="stream: stop after N chunks, unfinished")
     garbage: bool = False  # answer 200 with a body that is not JSON
-
-    @field_validator("script")
-    @classmethod
-    def _script_exists(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"script file {v!r} does not exist")
-        return v
 
     def merged(self, overrides: dict[str, Any] | None) -> MockBehaviour:
         if not overrides:
@@ -71,6 +64,9 @@ def _parse_model_name(model: str) -> dict[str, Any] | None:
 
 def validate_overrides(overrides: dict[str, Any]) -> str | None:
     """An error message for bad `gateway.mock` options, or None."""
+    if "script" in overrides:
+        # A client must never make the server read a file of its choosing.
+        return "gateway.mock.script: script files can only be named in gateway.yaml, not per request"
     try:
         MockBehaviour.model_validate(overrides)
     except ValidationError as e:
@@ -132,9 +128,17 @@ def _extractive(question: str, docs: list[tuple[str, str]]) -> str:
     return f"{best[2]} [{best[3]}]"
 
 
+def load_script(path: str) -> list[tuple[re.Pattern[str] | None, str]]:
+    # Keyed on the modification time too, so an edited script applies without a restart.
+    return _load_script(path, Path(path).stat().st_mtime_ns)
+
+
 @lru_cache(maxsize=32)
-def _load_script(path: str) -> list[tuple[re.Pattern[str] | None, str]]:
-    rules = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+def _load_script(path: str, _mtime: int) -> list[tuple[re.Pattern[str] | None, str]]:
+    try:
+        rules = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(rules, list):
         raise ValueError(f"{path}: a mock script is a list of {{match: regex, reply: text}}")
     out = []
@@ -142,12 +146,15 @@ def _load_script(path: str) -> list[tuple[re.Pattern[str] | None, str]]:
         if not isinstance(rule, dict) or not isinstance(rule.get("reply"), str):
             raise ValueError(f"{path}: item {i} needs a `reply:` string")
         match = rule.get("match")
-        out.append((re.compile(match, re.IGNORECASE) if match else None, rule["reply"]))
+        try:
+            out.append((re.compile(match, re.IGNORECASE) if match else None, rule["reply"]))
+        except re.error as e:
+            raise ValueError(f"{path}: item {i}: `match` is not a valid regular expression ({e})") from None
     return out
 
 
 def _scripted(path: str, prompt: str) -> str:
-    for pattern, reply in _load_script(path):
+    for pattern, reply in load_script(path):
         if pattern is None or pattern.search(prompt):
             return reply
     return "(no scripted reply matched)"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.sse import DONE, SSEDecoder
-from gateway.upstreams.base import UpstreamError, parse_retry_after
+from gateway.upstreams.base import UpstreamError, parse_object, parse_retry_after
 
 _ERROR_BODY_LIMIT = 64 * 1024
 
@@ -127,13 +127,7 @@ class OpenAIUpstream:
                     raise UpstreamError("timeout", "upstream stopped sending its answer") from None
                 except aiohttp.ClientError as e:
                     raise UpstreamError("bad_response", f"upstream answer broke off ({type(e).__name__})") from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("bad_response", "upstream answered with a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("bad_response", "upstream answer is not a JSON object")
-        return data
+        return parse_object(raw, "an answer")
 
     async def _send(self, ex: Exchange, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-gateway-request-id": ex.id}
