@@ -15,7 +15,11 @@ from aiohttp import web
 
 from gateway import proxy
 from gateway.errors import GatewayError
-from gateway.keys import EXCHANGE, HOLDER, POOL
+from gateway.keys import EXCHANGE, HOLDER, METER, POOL
+from gateway.metering.ledger import Ledger, spend_by
+from gateway.metering.limits import InProcessCounters, day_start, month_start
+from gateway.metering.meter import Meter
+from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
 from gateway.upstreams.openai import HttpPool
@@ -48,6 +52,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return resp
     except GatewayError as e:
         status = e.status
+        if (ex := request.get(EXCHANGE)) is not None and ex.error is None:
+            ex.error = e.code or e.type
         return error_response(request, e)
     except web.HTTPException as e:
         status = e.status
@@ -65,8 +71,13 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         log.exception("internal error on %s %s (request %s)", request.method, request.path, ex.id if ex else "-")
         return error_response(request, GatewayError("Internal gateway error; see the gateway log."))
     finally:
+        ex = request.get(EXCHANGE)
+        if ex is not None and ex.metered:
+            try:
+                request.app[METER].finish(ex, status, ex.group)
+            except Exception:  # recording must never turn a served request into an error
+                log.exception("metering failed for request %s", ex.id)
         if access_log.isEnabledFor(logging.INFO):
-            ex = request.get(EXCHANGE)
             access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status,
                             (time.perf_counter() - t0) * 1000, ex.id if ex else "-",
                             ex.key_name if ex else "-", ex.model if ex else "-")
@@ -98,7 +109,20 @@ async def admin_reload(request: web.Request) -> web.Response:
 
 
 async def admin_status(request: web.Request) -> web.Response:
-    return web.json_response(_admin(request).status(), dumps=_dumps)
+    status = _admin(request).status()
+    ledger = request.app[METER].ledger
+    if ledger is not None:
+        status["ledger"] = {"path": str(ledger.path), "rows_written": ledger.written, "write_errors": ledger.write_errors,
+                            "dropped": ledger.dropped, "last_error": ledger.last_error}
+    return web.json_response(status, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _admin(request)  # key names and spend are operator information
+    meter = request.app[METER]
+    if meter.ledger is not None:
+        meter.metrics.ledger_pending.set(meter.ledger.pending())
+    return web.Response(body=meter.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def _dumps(obj) -> str:
@@ -111,6 +135,29 @@ async def _http_pool(app: web.Application) -> AsyncIterator[None]:
     await pool.open()
     yield
     await pool.close()
+
+
+async def _metering(app: web.Application) -> AsyncIterator[None]:
+    """Budgets survive restarts: today's and this month's spend are rebuilt from the ledger first."""
+    meter = app[METER]
+    ledger = meter.ledger
+    if ledger is not None and isinstance(meter.counters, InProcessCounters):
+        now = time.time()
+        seeds = {}
+        for column, prefix in (("key", "key:"), ("grp", "group:")):
+            for period, since in (("day", day_start(now)), ("month", month_start(now))):
+                try:
+                    spent = await asyncio.to_thread(spend_by, ledger.path, since, column)
+                except Exception as e:  # an unreadable ledger must not stop the gateway: say so, go on
+                    log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.path, e)
+                    spent = {}
+                seeds.setdefault(period, {}).update({prefix + k: v for k, v in spent.items()})
+        meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+    if ledger is not None:
+        ledger.start()
+    yield
+    if ledger is not None:
+        await asyncio.to_thread(ledger.close)
 
 
 async def _policies(app: web.Application) -> AsyncIterator[None]:
@@ -135,11 +182,20 @@ async def _policies(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
-def build_app(policies_dir: Path, runtime: Runtime, pool: HttpPool, *, vet=None) -> web.Application:
+def build_app(
+    policies_dir: Path, runtime: Runtime, pool: HttpPool, *, ledger_path: Path | None = None, vet=None
+) -> web.Application:
+    """`ledger_path` None: no ledger (usage still counted, metrics still kept)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=_HARD_BODY_CAP)
     app[POOL] = pool
     app[HOLDER] = RuntimeHolder(policies_dir, pool, runtime, vet=vet)
+    metrics_ = Metrics()
+    ledger = None
+    if ledger_path is not None:
+        ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc)
+    app[METER] = Meter(metrics_, InProcessCounters(), ledger)
     app.cleanup_ctx.append(_http_pool)
+    app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
@@ -148,4 +204,5 @@ def build_app(policies_dir: Path, runtime: Runtime, pool: HttpPool, *, vet=None)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/status", admin_status)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.errors import AuthError, PermissionDenied
+from gateway.metering.limits import Limits, Scope
 
 
 class KeyConfig(BaseModel):
@@ -20,6 +21,8 @@ class KeyConfig(BaseModel):
     models: list[str] = Field(default_factory=lambda: ["*"], description="allowed models; globs allowed")
     policy: str = "default"
     admin: bool = False
+    group: str | None = Field(default=None, description="a team/app in `groups:` whose limits also apply")
+    limits: Limits | None = None
 
     @field_validator("sha256")
     @classmethod
@@ -39,6 +42,7 @@ class OpenModeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     policy: str = "default"
     models: list[str] = Field(default_factory=lambda: ["*"])
+    limits: Limits | None = None
 
 
 def hash_key(key: str) -> str:
@@ -53,6 +57,8 @@ class Principal:
     policy: str
     models: tuple[str, ...]
     admin: bool = False
+    group: str | None = None
+    scopes: tuple[Scope, ...] = ()  # rate limits / budgets that apply: the key's own, then its group's
 
     def may_use(self, model: str) -> bool:
         return any(p == model or fnmatch.fnmatchcase(model, p) for p in self.models)

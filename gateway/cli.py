@@ -83,7 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.app import build_app
 
-    app = build_app(policies, runtime, pool, vet=vet)
+    ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"
+    app = build_app(policies, runtime, pool, ledger_path=ledger, vet=vet)
     loop = None
     try:
         import uvloop
@@ -138,6 +139,27 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.metering.report import parse_when, render, usage_rows
+
+    ledger = Path(args.ledger) if args.ledger else state_dir(args.state_dir) / "ledger.db"
+    if not ledger.is_file():
+        print(f"gateway: no ledger at {ledger} (pass --ledger or --state-dir; the gateway writes it while serving)",
+              file=sys.stderr)
+        return 2
+    try:
+        since = parse_when(args.since)
+        until = parse_when(args.until) if args.until else time.time() + 1
+        rows = usage_rows(ledger, since, until, args.by)
+    except ValueError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        return 2
+    print(render(rows, args.by, args.format))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gateway.bench.run import main as bench_main
 
@@ -154,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--state-dir", help="where the gateway writes its state (default: $GATEWAY_STATE_DIR or ./.gateway)")
+    p.add_argument("--ledger", help="usage ledger SQLite file (default: STATE_DIR/ledger.db)")
     p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
@@ -162,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-policies", help="validate the policies directory; exit 2 on errors")
     p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("usage", help="tokens and cost from the usage ledger")
+    p.add_argument("--since", default="30d", help="start: 2026-11-01, 2026-11-01T12:00 or 7d/24h/30m ago (default 30d)")
+    p.add_argument("--until", help="end (default: now); same forms as --since")
+    p.add_argument("--by", default="key", choices=["key", "model", "day", "prompt", "upstream"])
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--ledger", help="ledger file (default: STATE_DIR/ledger.db)")
+    p.add_argument("--state-dir", help="state directory (default: $GATEWAY_STATE_DIR or ./.gateway)")
+    p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

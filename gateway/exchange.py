@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.checks.base import TextPath, Verdict
+from gateway.metering.usage import Usage
 
 
 class ContextDoc(BaseModel):
@@ -85,7 +86,9 @@ class Exchange:
     options: GatewayOptions = NO_OPTIONS
     id: str = field(default_factory=lambda: "gw-" + os.urandom(12).hex())
     started: float = field(default_factory=time.perf_counter)
+    wall_start: float = field(default_factory=time.time)
     key_name: str | None = None
+    group: str | None = None
     policy: str = ""
     model: str = ""
     stream: bool = False
@@ -94,6 +97,12 @@ class Exchange:
     served_by: Attempt | None = None
     upstream_ms: float = 0.0  # time spent waiting on the upstream (all attempts)
     stream_error: str | None = None  # why a stream ended early, after its headers were sent
+    error: str | None = None  # short kind of error the client got (for the ledger), never a message
+    usage: Usage | None = None
+    cost_usd: float | None = None  # None with usage set: no price known for the served model
+    price_key: str | None = None
+    reservation: Any = None  # what the rate limiter counted for this request, settled at the end
+    metered: bool = False  # metering on for the policy set this request started with
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------
@@ -153,6 +162,9 @@ class Exchange:
             ]
         if self.stream_error:
             info["stream_error"] = self.stream_error
+        if self.usage is not None:
+            info["usage"] = self.usage.to_json()
+            info["cost_usd"] = self.cost_usd
         info["verdicts"] = summarize(self.results)
         if self.options.user_id is not None:
             info["user_id"] = self.options.user_id

@@ -8,9 +8,11 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.exchange import Exchange
+    from gateway.metering.meter import Meter
     from gateway.reload import RuntimeHolder
     from gateway.upstreams.openai import HttpPool
 
 HOLDER: web.AppKey[RuntimeHolder] = web.AppKey("holder")
 POOL: web.AppKey[HttpPool] = web.AppKey("pool")
+METER: web.AppKey[Meter] = web.AppKey("meter")
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")

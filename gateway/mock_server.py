@@ -67,14 +67,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
     rid = request.headers.get("x-gateway-request-id", "mock-request-0000")
     reply = mock_model.reply_text(b, body, [])
     if not body.get("stream"):
-        return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid)),
+        return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid, b.usage)),
                             content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     stats = request.app[STATS]
     stats["active_streams"] += 1
     try:
-        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid)):
+        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid, b.usage)):
             if b.cut_after is not None and i >= b.cut_after:
                 request.transport.close()  # an upstream dying mid-answer
                 return resp

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.checks.base import Action, OutputSegment
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
-from gateway.keys import EXCHANGE, HOLDER
+from gateway.keys import EXCHANGE, HOLDER, METER
 from gateway.pipeline import Pipeline
 from gateway.routing import Route
 from gateway.runtime import Runtime
@@ -43,15 +43,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange, Route, Pipeline]:
-    """Authenticate, parse, validate, route and run the request checks."""
+    """Authenticate, parse, validate, route, admit (limits) and run the request checks."""
     rt: Runtime = request.app[HOLDER].current
+    ex = Exchange(endpoint, {})  # type: ignore[arg-type]
+    ex.metered = rt.metering
+    request[EXCHANGE] = ex  # from here on the request is recorded, whatever happens
     principal = rt.keys.authenticate(request.headers.get("Authorization"))
-    body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
-    options = pop_gateway_options(body)
-    ex = Exchange(endpoint, body, options)  # type: ignore[arg-type]
-    request[EXCHANGE] = ex
-    ex.key_name = principal.name
-    ex.policy = principal.policy
+    ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
+    body = ex.body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
+    options = ex.options = pop_gateway_options(body)
     (validate_chat if endpoint == "chat.completions" else validate_embeddings)(body)
     if options.mock and (problem := validate_overrides(options.mock)):
         raise InvalidRequest(problem, param="gateway.mock")
@@ -59,17 +59,34 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     principal.check_model(ex.model)
     route = rt.router.get(ex.model)
     ex.stream = bool(body.get("stream"))
+    if rt.metering and principal.scopes:
+        await request.app[METER].admit(ex, rt, principal)
     pipeline = rt.pipelines[principal.policy]
     await pipeline.run_request(ex)
     return rt, ex, route, pipeline
 
 
 def gateway_headers(ex: Exchange) -> dict[str, str]:
-    return {"x-gateway-request-id": ex.id, "x-gateway-overhead-ms": f"{ex.overhead_ms():.3f}"}
+    headers = {"x-gateway-request-id": ex.id, "x-gateway-overhead-ms": f"{ex.overhead_ms():.3f}"}
+    if ex.usage is not None:
+        headers["x-gateway-cost-usd"] = "unknown" if ex.cost_usd is None else f"{ex.cost_usd:.8f}"
+    return headers
 
 
 def json_response(data: dict[str, Any], ex: Exchange) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json", headers=gateway_headers(ex))
+
+
+def completion_text(data: dict[str, Any]) -> str:
+    """All generated text of a completion (contents and tool-call arguments), for token estimates."""
+    parts = []
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
 
 
 # ---- /v1/chat/completions ----------------------------------------------------------------------
@@ -82,6 +99,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await upstream.chat(ex, model, ex.body)
 
     data = await rt.router.call(ex, route, call)
+    if ex.metered:  # before the checks: withheld output was still generated, and billed
+        request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
     if pipeline.response_checks:
         await check_completion(ex, pipeline, data)
     data["gateway"] = ex.gateway_info()
@@ -106,10 +125,16 @@ async def check_completion(ex: Exchange, pipeline: Pipeline, data: dict[str, Any
 async def relay_stream(
     request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline
 ) -> web.StreamResponse:
+    client_usage = bool((ex.body.get("stream_options") or {}).get("include_usage"))
+    # Ask for usage even when the client did not (and drop that chunk again before it reaches the
+    # client), so streamed requests are billed on the upstream's figures, not on our estimate.
+    with_usage = {**ex.body, "stream_options": {**(ex.body.get("stream_options") or {}), "include_usage": True}}
+
     async def open_and_peek(upstream: Upstream, model: str):
         # Waiting for the first event keeps retries and fallbacks possible: nothing has reached the
         # client yet. After this point, failures end the stream with an error event instead.
-        stream = await upstream.open_stream(ex, model, ex.body)
+        wants_usage = ex.metered and not client_usage and getattr(upstream, "stream_usage", True)
+        stream = await upstream.open_stream(ex, model, with_usage if wants_usage else ex.body)
         try:
             first = await anext(stream)
         except StopAsyncIteration:
@@ -128,6 +153,13 @@ async def relay_stream(
     template: dict[str, Any] = {}
     finished: set[int] = set()
     seen: set[int] = set()
+    received: list[str] = []  # everything the upstream generated, for a token estimate if needed
+    upstream_usage: dict[str, Any] | None = None
+
+    def settle() -> None:
+        if ex.metered and ex.usage is None:
+            request.app[METER].settle(ex, rt, upstream_usage, "".join(received), template.get("model"))
+
     try:
         await resp.prepare(request)
         batch = [first, *stream.take_ready()]
@@ -141,7 +173,14 @@ async def relay_stream(
                     template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
                 if isinstance(chunk.get("error"), dict):
                     raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
-                _track_choices(chunk, seen, finished)
+                _track_choices(chunk, seen, finished, received)
+                if isinstance(chunk.get("usage"), dict):
+                    upstream_usage = chunk["usage"]
+                    if not client_usage:
+                        if not chunk.get("choices"):
+                            continue  # the usage chunk the client did not ask for
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                        payload = orjson.dumps(chunk)
                 if guard is None:
                     out += encode(payload)
                     continue
@@ -163,6 +202,7 @@ async def relay_stream(
         if guard is None or not guard.violation:
             if not stream.saw_done and (not seen or seen - finished):
                 raise UpstreamError("stream_cut", "upstream closed the stream before it finished")
+        settle()
         await resp.write(encode(orjson.dumps(_final_chunk(template, ex))))
         await resp.write(DONE_EVENT)
     except UpstreamError as e:
@@ -172,24 +212,36 @@ async def relay_stream(
         if guard is not None:
             for out in await guard.flush():
                 await _write_quietly(resp, encode(orjson.dumps(out)))
+        settle()
         error = {"message": e.message, "type": "upstream_error", "code": e.kind}
         await _write_quietly(resp, encode(orjson.dumps({"error": error, "gateway": ex.gateway_info()})))
         await _write_quietly(resp, DONE_EVENT)
     except ConnectionError:
+        ex.stream_error = "client_disconnected"
         log.info("client went away mid-stream; upstream request %s cancelled", ex.id)
     finally:
+        if ex.stream_error is None and ex.usage is None and not stream.saw_done:
+            ex.stream_error = "client_disconnected"  # cancelled by aiohttp when the client left
+        settle()  # whatever happened, what was generated is recorded (estimated if need be)
         await stream.aclose()
         if guard is not None:
             await guard.close()
     return resp
 
 
-def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int]) -> None:
+def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int], received: list[str]) -> None:
     for c in chunk.get("choices") or ():
         idx = c.get("index", 0)
         seen.add(idx)
         if c.get("finish_reason"):
             finished.add(idx)
+        delta = c.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            received.append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            args = (call.get("function") or {}).get("arguments")
+            if isinstance(args, str):
+                received.append(args)
 
 
 def _final_chunk(template: dict[str, Any], ex: Exchange) -> dict[str, Any]:
@@ -212,6 +264,8 @@ async def embeddings(request: web.Request) -> web.Response:
         return await upstream.embeddings(ex, model, ex.body)
 
     data = await rt.router.call(ex, route, call)
+    if ex.metered:
+        request.app[METER].settle(ex, rt, data.get("usage"), None, data.get("model"))
     data["gateway"] = ex.gateway_info()
     return json_response(data, ex)
 

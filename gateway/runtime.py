@@ -18,6 +18,8 @@ from gateway.auth import KeyRing, Principal, hash_key
 from gateway.config.gateway_file import GatewayFile, ServerSettings
 from gateway.config.yamlfile import load_yaml
 from gateway.errors import PolicyError
+from gateway.metering.limits import Limits, Scope
+from gateway.metering.pricing import PriceTable, PricingFile
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
 from gateway.upstreams.base import Upstream
@@ -27,6 +29,7 @@ from gateway.upstreams.openai import HttpPool, OpenAIUpstream
 log = logging.getLogger("gateway.runtime")
 
 GATEWAY_FILE = "gateway.yaml"
+PRICING_FILE = "pricing.yaml"
 # Files in policies/ that are not guardrail policies (later issues add pricing.yaml and friends).
 NOT_POLICIES = frozenset({GATEWAY_FILE, "pricing.yaml"})
 
@@ -39,6 +42,8 @@ class Runtime:
     pipelines: dict[str, Pipeline]
     upstreams: dict[str, Upstream]
     fingerprint: dict[str, float]  # file -> mtime, to notice edits
+    prices: PriceTable
+    metering: bool = True
     warnings: list[str] = field(default_factory=list)
     loaded_at: float = field(default_factory=time.time)
 
@@ -49,6 +54,9 @@ class Runtime:
                 await warm()
         for pipeline in self.pipelines.values():
             await pipeline.warm()
+
+    def limit_scopes(self, principal: Principal) -> tuple[Scope, ...]:
+        return principal.scopes
 
     def models_for(self, principal: Principal) -> list[str]:
         return [m for m in self.router.routes if principal.may_use(m)]
@@ -97,6 +105,8 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
         except ValueError as e:
             problems.extend(str(e).splitlines())
 
+    prices = _load_prices(policies_dir / PRICING_FILE, set(gw.upstreams), problems, warnings)
+
     pool = pool or HttpPool()
     upstreams: dict[str, Upstream] = {}
     for name, cfg in gw.upstreams.items():
@@ -142,6 +152,21 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
             problems.append(f"{gw_doc.where(loc)}: {'.'.join(map(str, loc))}: unknown policy {policy!r}; "
                             f"files in {policies_dir}: {', '.join(sorted(pipelines)) or '(none)'} (or `none`)")
 
+    def scopes(kind: str, name: str, limits: Limits | None, group: str | None, loc: tuple) -> tuple[Scope, ...]:
+        out = []
+        if limits is not None:
+            out.append(Scope(f"{kind}:{name}", limits))
+        if group is not None:
+            if group not in gw.groups:
+                problems.append(f"{gw_doc.where(loc + ('group',))}: {'.'.join(map(str, loc))}.group: unknown group "
+                                f"{group!r}; declared under `groups:`: {', '.join(sorted(gw.groups)) or '(none)'}")
+            else:
+                out.append(Scope(f"group:{group}", gw.groups[group].limits))
+        if out and not gw.metering.enabled:
+            problems.append(f"{gw_doc.where(loc)}: {'.'.join(map(str, loc))}: limits need metering "
+                            "(metering.enabled is false)")
+        return tuple(out)
+
     by_hash: dict[str, Principal] = {}
     for i, k in enumerate(gw.keys):
         need_policy(k.policy, ("keys", i, "policy"))
@@ -154,15 +179,38 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
             digest = hash_key(value)
         if digest in by_hash:
             problems.append(f"{gw_doc.where(('keys', i))}: keys[{i}]: same key as {by_hash[digest].name!r}")
-        by_hash[digest] = Principal(k.name, k.policy, tuple(k.models), k.admin)
+        by_hash[digest] = Principal(k.name, k.policy, tuple(k.models), k.admin, k.group,
+                                    scopes("key", k.name, k.limits, k.group, ("keys", i)))
 
     open_principal = None
     if not gw.keys:
         need_policy(gw.open_mode.policy, ("open_mode", "policy"))
-        open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True)
+        open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True,
+                                   scopes=scopes("key", "open-mode", gw.open_mode.limits, None, ("open_mode",)))
 
     if problems:
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
-    return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp, warnings)
+    return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
+                   prices, gw.metering.enabled, warnings)
+
+
+def _load_prices(path: Path, upstream_names: set[str], problems: list[str], warnings: list[str]) -> PriceTable:
+    if not path.is_file():
+        warnings.append(f"{path}: missing; every request's cost will be recorded as null")
+        return PriceTable(PricingFile())
+    try:
+        doc = load_yaml(path)
+        pricing = PricingFile.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as e:
+        problems.extend(doc.problems(e))
+        return PriceTable(PricingFile())
+    except ValueError as e:
+        problems.append(str(e))
+        return PriceTable(PricingFile())
+    for name in pricing.upstreams:
+        if name not in upstream_names:
+            problems.append(f"{doc.where(('upstreams', name))}: upstreams.{name}: no upstream {name!r} in "
+                            f"gateway.yaml (declared: {', '.join(sorted(upstream_names))})")
+    return PriceTable(pricing)
 

@@ -79,9 +79,9 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def running_gateway(policies: Path, *, wait_ready: bool = True) -> Iterator[ServerThread]:
+def running_gateway(policies: Path, *, wait_ready: bool = True, ledger: Path | None = None) -> Iterator[ServerThread]:
     pool = HttpPool()
-    app = build_app(policies, load_runtime(policies, pool), pool)
+    app = build_app(policies, load_runtime(policies, pool), pool, ledger_path=ledger)
     server = ServerThread(app).start()
     try:
         if wait_ready:

@@ -41,6 +41,13 @@ models:
   bench: {{targets: [{{upstream: upstream, model: "{target}"}}], retries: 0}}
 open_mode: {{policy: {policy}}}
 server: {{max_body_mb: 8}}
+metering: {{enabled: {metering}}}
+"""
+BENCH_PRICING_YAML = """
+models: {}
+upstreams:
+  upstream:
+    default: {input: 0.15, output: 0.60, source: "bench: gpt-4o-mini-like price", as_of: 2026-11-26}
 """
 
 
@@ -51,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per concurrency level (default 3)")
     p.add_argument("--stream-requests", type=int, default=300, help="streamed requests per target (default 300)")
     p.add_argument("--policy-file", help="a policy YAML to run the gateway with (default: no checks)")
+    p.add_argument("--no-metering-twin", action="store_true",
+                   help="skip the second gateway with metering off (its figures show what metering costs)")
     p.add_argument("--litellm", metavar="EXE", help="also measure LiteLLM's proxy: path to its `litellm` "
                    "command (install it in its own venv: pip install 'litellm[proxy]')")
     p.add_argument("--litellm-requests", type=int, default=300, help="sequential/streamed requests for LiteLLM")
@@ -79,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list) -> dict[str, Any]:
-    ports = {name: procs.free_port() for name in ("upstream", "floor", "gateway")}
+    ports = {name: procs.free_port() for name in ("upstream", "floor")}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}"
     mock = procs.spawn(["-m", "gateway", "mock-server", "--port", str(ports["upstream"])], work / "mock.log")
     children.append(mock)
@@ -90,18 +99,24 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
     children.append(floor)
 
     target = "fixed?text=" + REPLY.replace(" ", "+")
-    policies = work / "policies"
-    policies.mkdir()
-    policy = "none"
-    if args.policy_file:
-        shutil.copy(args.policy_file, policies / "bench.yaml")
-        policy = "bench"
-    (policies / "gateway.yaml").write_text(
-        BENCH_GATEWAY_YAML.format(upstream=upstream_url, target=target, policy=policy))
-    gw = procs.spawn(["-m", "gateway", "serve", "--policies", str(policies), "--port", str(ports["gateway"]),
-                      "--state-dir", str(work / "state"), "--log-level", "warning"], work / "gateway.log", cwd=work)
-    children.append(gw)
-    startup_s = procs.wait_ready(f"http://127.0.0.1:{ports['gateway']}/readyz", gw)
+    policy = "bench" if args.policy_file else "none"
+    gateways = {"gateway": True} if args.no_metering_twin else {"gateway": True, "gw-no-meter": False}
+    started: dict[str, tuple[Any, float]] = {}
+    for name, metering in gateways.items():
+        policies = work / f"proc-{name}" / "policies"
+        policies.mkdir(parents=True)
+        if args.policy_file:
+            shutil.copy(args.policy_file, policies / "bench.yaml")
+        (policies / "gateway.yaml").write_text(BENCH_GATEWAY_YAML.format(
+            upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower()))
+        (policies / "pricing.yaml").write_text(BENCH_PRICING_YAML)
+        ports[name] = procs.free_port()
+        proc = procs.spawn(["-m", "gateway", "serve", "--policies", str(policies), "--port", str(ports[name]),
+                            "--state-dir", str(work / f"proc-{name}" / "state"), "--log-level", "warning"],
+                           work / f"{name}.log", cwd=work)
+        children.append(proc)
+        started[name] = (proc, procs.wait_ready(f"http://127.0.0.1:{ports[name]}/readyz", proc))
+    gw, startup_s = started["gateway"]
     procs.wait_ready(f"http://127.0.0.1:{ports['floor']}/healthz", floor)
     time.sleep(0.5)
     idle_rss = procs.rss_mb(gw.pid)
@@ -109,11 +124,11 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
     urls = {
         "direct": upstream_url + "/v1/chat/completions",
         "floor": f"http://127.0.0.1:{ports['floor']}/v1/chat/completions",
-        "gateway": f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions",
+        **{name: f"http://127.0.0.1:{ports[name]}/v1/chat/completions" for name in gateways},
     }
-    pids = {"direct": mock.pid, "floor": floor.pid, "gateway": gw.pid}
+    pids = {"direct": mock.pid, "floor": floor.pid, **{name: started[name][0].pid for name in gateways}}
     headers = {name: {"Content-Type": "application/json"} for name in urls}
-    models = {"direct": target, "floor": target, "gateway": "bench"}
+    models = {"direct": target, "floor": target, **{name: "bench" for name in gateways}}
     if args.litellm:
         litellm = _start_litellm(args.litellm, upstream_url, target, work)
         children.append(litellm.proc)
@@ -134,7 +149,9 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"sequential_requests": args.requests, "seconds_per_round": args.seconds,
                      "rounds": args.rounds, "stream_requests": args.stream_requests,
-                     "policy": args.policy_file or "none (no checks)"},
+                     "policy": args.policy_file or "none (no checks)",
+                     "gateway": "metering on (ledger, prices, /metrics)",
+                     "gw-no-meter": "the same gateway with metering.enabled: false"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
                     "peak_rss_mb": round(procs.rss_mb(gw.pid, "VmHWM"), 1)},
         **measured,
@@ -248,7 +265,7 @@ def render(r: dict[str, Any]) -> str:
     g = r["gateway"]
     lines += ["", f"Gateway: start-up {g['startup_s']:.2f} s to /readyz, idle RSS {g['idle_rss_mb']:.0f} MB, "
               f"peak RSS {g['peak_rss_mb']:.0f} MB"]
-    lines += ["", "Targets (issue #2, empty policy)"] + [f"  {t}" for t in verdicts(r)]
+    lines += ["", "Targets (empty policy; gateway = metering on)"] + [f"  {t}" for t in verdicts(r)]
     return "\n".join(lines)
 
 
@@ -273,6 +290,9 @@ def verdicts(r: dict[str, Any]) -> list[str]:
             x = row["gateway"]["rps"] / LITELLM_REFERENCE["rps_c16"]
             check(x >= 20, f"c=16: {x:.0f}x LiteLLM's {LITELLM_REFERENCE['rps_c16']:.0f} RPS (the issue's figure; "
                            "pass --litellm to measure it in this run) >= 20x")
+    if "gw-no-meter" in r["added_sequential_ms"]:
+        d = a["p50"] - r["added_sequential_ms"]["gw-no-meter"]["p50"]
+        check(d <= 0.3, f"metering adds {d:.3f} ms p50 (gateway vs gw-no-meter) <= 0.3 ms (issue #3)")
     g = r["gateway"]
     check(g["idle_rss_mb"] < 150, f"idle RSS {g['idle_rss_mb']:.0f} MB < 150 MB")
     check(g["startup_s"] < 2.0, f"start-up {g['startup_s']:.2f} s < 2 s")

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import KeyConfig, OpenModeConfig
+from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
@@ -21,6 +22,17 @@ class ServerSettings(BaseModel):
     watch_interval_s: float = Field(default=1.0, ge=0, le=3600, description="policy file polling; 0 turns it off")
 
 
+class GroupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limits: Limits
+
+
+class MeteringSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Off: no usage ledger, no /metrics figures, no cost accounting (rate limits then cannot be used).
+    enabled: bool = True
+
+
 class GatewayFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -28,4 +40,6 @@ class GatewayFile(BaseModel):
     models: dict[str, RouteConfig] = Field(min_length=1)
     # No keys at all means open mode: anyone who can reach the port may call (logged loudly).
     keys: list[KeyConfig] = Field(default_factory=list)
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
     open_mode: OpenModeConfig = Field(default_factory=OpenModeConfig)
+    metering: MeteringSettings = Field(default_factory=MeteringSettings)

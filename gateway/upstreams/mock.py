@@ -54,12 +54,12 @@ class MockUpstream:
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         b = await self._prepare(ex, model)
         reply = mock_model.reply_text(b, body, _context(ex))
-        return mock_model.completion(body, model, reply, ex.id)
+        return mock_model.completion(body, model, reply, ex.id, b.usage)
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _MockStream:
         b = await self._prepare(ex, model)
         reply = mock_model.reply_text(b, body, _context(ex))
-        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id), b)
+        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id, b.usage), b)
 
     async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         await self._prepare(ex, model)

@@ -37,6 +37,7 @@ class MockBehaviour(BaseModel):
     hang: bool = False  # never answer (the gateway's timeouts must fire)
     cut_after: int | None = Field(default=None, ge=0, description="stream: stop after N chunks, unfinished")
     garbage: bool = False  # answer 200 with a body that is not JSON
+    usage: Literal["normal", "missing", "invalid"] = "normal"  # how the answer reports token usage
 
     def merged(self, overrides: dict[str, Any] | None) -> MockBehaviour:
         if not overrides:
@@ -170,7 +171,17 @@ def usage_for(body: dict[str, Any], reply: str, n: int = 1) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(body: dict[str, Any], model: str, reply: str, request_id: str) -> dict[str, Any]:
+def _usage_field(kind: str, body: dict[str, Any], reply: str, n: int) -> dict[str, Any]:
+    if kind == "missing":
+        return {}
+    if kind == "invalid":
+        return {"usage": {"prompt_tokens": -1, "completion_tokens": "many", "total_tokens": None}}
+    return {"usage": usage_for(body, reply, n)}
+
+
+def completion(
+    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal"
+) -> dict[str, Any]:
     n = int(body.get("n") or 1)
     return {
         "id": f"chatcmpl-mock-{request_id[-12:]}",
@@ -186,7 +197,7 @@ def completion(body: dict[str, Any], model: str, reply: str, request_id: str) ->
             }
             for i in range(n)
         ],
-        "usage": usage_for(body, reply, n),
+        **_usage_field(usage, body, reply, n),
         "system_fingerprint": "mock",
     }
 
@@ -194,7 +205,9 @@ def completion(body: dict[str, Any], model: str, reply: str, request_id: str) ->
 _PIECE = re.compile(r"\s*\S+")
 
 
-def stream_chunks(body: dict[str, Any], model: str, reply: str, request_id: str) -> list[dict[str, Any]]:
+def stream_chunks(
+    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal"
+) -> list[dict[str, Any]]:
     """The chunks of a streamed answer: role, one word per chunk, finish; usage when asked."""
     n = int(body.get("n") or 1)
     base = {"id": f"chatcmpl-mock-{request_id[-12:]}", "object": "chat.completion.chunk",
@@ -207,8 +220,8 @@ def stream_chunks(body: dict[str, Any], model: str, reply: str, request_id: str)
     for piece in _PIECE.findall(reply) or [reply]:
         out.extend(chunk(i, {"content": piece}) for i in range(n))
     out.extend(chunk(i, {}, "stop") for i in range(n))
-    if (body.get("stream_options") or {}).get("include_usage"):
-        out.append({**base, "choices": [], "usage": usage_for(body, reply, n)})
+    if (body.get("stream_options") or {}).get("include_usage") and usage != "missing":
+        out.append({**base, "choices": [], **_usage_field(usage, body, reply, n)})
     return out
 
 

@@ -1,0 +1,204 @@
+"""The usage ledger: one row per request, in SQLite (WAL), written in batches by a background thread.
+
+The event loop only appends a tuple to a queue. The writer commits every `flush_interval_s` or
+`batch_rows`, whichever comes first. Durability: rows committed are safe against a crash of the
+gateway process (WAL, synchronous=NORMAL); a crash loses at most the rows queued since the last
+commit, i.e. the last flush interval (0.2 s by default). A power loss may also lose the last
+committed transactions (SQLite's WAL NORMAL trade-off). A full, locked or read-only disk is
+reported (log + metric) and retried; rows wait in memory meanwhile, up to `max_pending`, beyond
+which the oldest are dropped and counted - the proxy itself never stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("gateway.ledger")
+
+COLUMNS = (
+    "request_id", "ts", "endpoint", "key", "grp", "user_id", "model", "served_model", "upstream",
+    "prompt_name", "prompt_version", "prompt_hash", "stream", "status", "error",
+    "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
+    "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
+)
+
+# Each entry moves the schema one version up (PRAGMA user_version). Never edit a released entry:
+# append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        ts REAL NOT NULL,               -- unix seconds (UTC) when the request arrived
+        endpoint TEXT NOT NULL,
+        key TEXT, grp TEXT, user_id TEXT,
+        model TEXT,                     -- the public model the client asked for
+        served_model TEXT, upstream TEXT,
+        prompt_name TEXT, prompt_version INTEGER, prompt_hash TEXT,
+        stream INTEGER NOT NULL,
+        status INTEGER NOT NULL,        -- HTTP status sent (499: client went away)
+        error TEXT,                     -- short error kind, never a message
+        input_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+        usage_source TEXT NOT NULL,     -- upstream | estimated | none
+        cost_usd REAL,                  -- NULL: no price known for the served model
+        price_key TEXT,
+        latency_ms REAL, upstream_ms REAL, overhead_ms REAL,
+        attempts INTEGER,
+        verdicts TEXT                   -- JSON [[type, check, action, score, status], ...]; never text
+    );
+    CREATE INDEX requests_ts ON requests(ts);
+    CREATE INDEX requests_key_ts ON requests(key, ts);
+    """,
+]
+
+_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=5)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"ledger schema version {version} is newer than this gateway knows "
+                           f"({len(MIGRATIONS)}); upgrade the gateway")
+    for i in range(version, len(MIGRATIONS)):
+        with conn:
+            conn.executescript(f"BEGIN; {MIGRATIONS[i]}; PRAGMA user_version = {i + 1}; COMMIT;")
+
+
+class Ledger:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_interval_s: float = 0.2,
+        batch_rows: int = 2000,
+        max_pending: int = 1_000_000,
+        on_write_error: Callable[[], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval_s = flush_interval_s
+        self.batch_rows = batch_rows
+        self.max_pending = max_pending
+        self._on_error = on_write_error or (lambda: None)
+        self._on_written = on_written or (lambda n: None)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._stop = threading.Event()
+        self.written = 0
+        self._unwritten = 0  # rows the writer holds after a failed write
+        self.dropped = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+    # ---- event-loop side (cheap) -----------------------------------------------------------------
+    def record(self, row: Sequence[Any]) -> None:
+        self._queue.put(row)
+
+    def pending(self) -> int:
+        """Rows queued but not yet committed (approximate)."""
+        return self._queue.qsize() + self._unwritten
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 30) -> None:
+        """Flush everything queued, then stop. Called on shutdown."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("ledger writer did not finish within %.0fs; unwritten rows are lost", timeout)
+
+    # ---- writer thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        # The writer sleeps a whole flush interval, then drains the queue at once: waking per row
+        # would cost a GIL hand-off and a context switch for every request.
+        conn: sqlite3.Connection | None = None
+        pending: deque[Sequence[Any]] = deque()
+        backoff = 0.0
+        shutdown_tries = 0
+        while True:
+            stopping = self._stop.wait(backoff or self.flush_interval_s)
+            try:
+                while True:
+                    pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            while len(pending) > self.max_pending:
+                pending.popleft()
+                self.dropped += 1
+            if pending:
+                try:
+                    if conn is None:
+                        conn = connect(self.path)
+                    while pending:
+                        batch = [pending[i] for i in range(min(len(pending), self.batch_rows))]
+                        with conn:
+                            conn.executemany(_INSERT, batch)
+                        for _ in batch:
+                            pending.popleft()
+                        self.written += len(batch)
+                        self._on_written(len(batch))
+                    self._unwritten = 0
+                    if backoff:
+                        log.warning("ledger writes recovered (%s)", self.path)
+                    backoff = 0.0
+                    self.last_error = None
+                except (sqlite3.Error, OSError) as e:
+                    self.write_errors += 1
+                    self._unwritten = len(pending)
+                    self._on_error()
+                    if self.last_error != str(e):
+                        log.error("ledger write to %s failed (%s); %d rows kept in memory, retrying",
+                                  self.path, e, len(pending))
+                    self.last_error = str(e)
+                    backoff = min(max(backoff * 2, 0.5), 10.0)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    if stopping:
+                        shutdown_tries += 1
+                        if shutdown_tries >= 3:
+                            log.error("shutting down with %d ledger rows unwritten: %s", len(pending), e)
+                            break
+                        backoff = 1.0
+            if stopping and not pending:
+                break
+        if conn is not None:
+            conn.close()
+
+
+def spend_by(path: Path, since_ts: float, column: str) -> dict[str, float]:
+    """Sum of cost per `column` (key or grp) since `since_ts`: rebuilds budget counters at start-up."""
+    assert column in ("key", "grp")
+    if not path.exists():
+        return {}
+    conn = connect(path, readonly=True)
+    try:
+        rows = conn.execute(
+            f"SELECT {column}, SUM(cost_usd) FROM requests WHERE ts >= ? AND {column} IS NOT NULL "
+            f"AND cost_usd IS NOT NULL GROUP BY {column}", (since_ts,)).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+    return {k: v for k, v in rows}

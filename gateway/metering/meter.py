@@ -1,0 +1,142 @@
+"""Per-request metering: admit (limits, with an estimate), settle usage and cost, record (ledger, metrics)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.exchange import Exchange
+from gateway.metering import counting
+from gateway.metering.ledger import Ledger
+from gateway.metering.limits import CounterStore, RateLimited, Scope
+from gateway.metering.metrics import Metrics
+from gateway.metering.pricing import PriceTable, cost_usd
+from gateway.metering.usage import Usage, from_upstream
+
+if TYPE_CHECKING:
+    from gateway.auth import Principal
+    from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.meter")
+
+
+class Meter:
+    def __init__(self, metrics: Metrics, counters: CounterStore, ledger: Ledger | None) -> None:
+        self.metrics = metrics
+        self.counters = counters
+        self.ledger = ledger
+        self._warned_unpriced: set[str] = set()
+
+    # ---- before the call -------------------------------------------------------------------------
+    async def admit(self, ex: Exchange, rt: Runtime, principal: Principal) -> None:
+        scopes = rt.limit_scopes(principal)
+        if not scopes:
+            return
+        tokens = usd = 0
+        if any(s.limits.needs_tokens for s in scopes):
+            tokens = self.estimate_input(ex, rt)
+            if ex.endpoint == "chat.completions":
+                tokens += _max_output(ex.body)
+            route = rt.router.routes.get(ex.model)
+            if route is not None:
+                upstream, target = route.targets[0]
+                price = rt.prices.lookup(upstream.name, target)
+                if price is not None:
+                    usd = cost_usd(price, Usage(tokens - _max_output(ex.body), _max_output(ex.body)))
+        try:
+            ex.reservation = await self.counters.reserve(scopes, tokens, usd, time.time())
+        except RateLimited as e:
+            self.metrics.child(self.metrics.rate_limited, principal.name, e.code or "").inc()
+            ex.error = e.code
+            raise
+
+    def estimate_input(self, ex: Exchange, rt: Runtime) -> int:
+        enc = counting.encoding_for_model(ex.model, rt.prices.file.default_encoding).name
+        if ex.endpoint == "embeddings":
+            return counting.count_embedding_input(ex.body, enc)
+        return counting.count_chat_request(ex.body, enc)
+
+    # ---- after the call --------------------------------------------------------------------------
+    def settle(self, ex: Exchange, rt: Runtime, usage: Any, output_text: str | None, served_model: str | None) -> None:
+        """Fix the request's usage and cost: the upstream's figures when usable, else our count."""
+        if ex.served_by is None:
+            return
+        got = from_upstream(usage, embeddings=ex.endpoint == "embeddings")
+        if got is None:
+            enc_info = counting.encoding_for_model(served_model or ex.served_by.model, rt.prices.file.default_encoding)
+            got = Usage(
+                self.estimate_input(ex, rt),
+                counting.count_text(output_text or "", enc_info.name),
+                source="estimated",
+                note=("upstream sent no usable usage" if usage is None or ex.stream_error is None
+                      else f"stream ended early ({ex.stream_error}); counted what was received")
+                + ("" if enc_info.known else f"; tokenizer family unknown, counted with {enc_info.name}"),
+            )
+        ex.usage = got
+        model = served_model or ex.served_by.model
+        price = rt.prices.lookup(ex.served_by.upstream, model)
+        if price is None:
+            ex.cost_usd = None
+            self.metrics.child(self.metrics.unpriced, model).inc()
+            if model not in self._warned_unpriced:
+                self._warned_unpriced.add(model)
+                log.warning("no price for model %r (upstream %r): its cost is recorded as null; add it to "
+                            "policies/pricing.yaml", model, ex.served_by.upstream)
+        else:
+            ex.cost_usd = cost_usd(price, got)
+            ex.price_key = price.key
+
+    # ---- when the request is over (also on errors and disconnects) ---------------------------------
+    def finish(self, ex: Exchange, status: int, grp: str | None) -> None:
+        usage = ex.usage
+        reservation = ex.reservation
+        if reservation is not None:
+            self.counters.settle(reservation, (usage.input + usage.output) if usage else 0, ex.cost_usd or 0.0)
+        key = ex.key_name or "-"
+        m = self.metrics
+        child = m.child
+        model = ex.model or "-"
+        child(m.requests, ex.endpoint, model, key, str(status)).inc()
+        elapsed = ex.elapsed_ms()
+        child(m.latency, ex.endpoint, model).observe(elapsed / 1000)
+        child(m.overhead, ex.endpoint).observe(ex.overhead_ms() / 1000)
+        if ex.served_by is not None:
+            child(m.upstream_latency, ex.served_by.upstream).observe(ex.upstream_ms / 1000)
+        if usage is not None:
+            served = ex.served_by.model if ex.served_by else model
+            child(m.tokens, served, key, "input", usage.source).inc(usage.input)
+            child(m.tokens, served, key, "output", usage.source).inc(usage.output)
+            if usage.cached:
+                child(m.tokens, served, key, "cached", usage.source).inc(usage.cached)
+            if ex.cost_usd:
+                child(m.cost, served, key).inc(ex.cost_usd)
+        for r in ex.results:
+            child(m.verdicts, r.type, r.verdict.action.value, r.status).inc()
+            child(m.check_latency, r.type).observe(r.latency_ms / 1000)
+        if self.ledger is not None:
+            self.ledger.record(_row(ex, status, grp, elapsed))
+
+
+def _max_output(body: dict[str, Any]) -> int:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple:
+    u = ex.usage
+    served = ex.served_by
+    verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status]
+                             for r in ex.results]).decode() if ex.results else None
+    return (
+        ex.id, ex.wall_start, ex.endpoint, ex.key_name, grp, ex.options.user_id, ex.model or None,
+        served.model if served else None, served.upstream if served else None,
+        None, None, None,  # prompt name/version/hash: filled once prompt versioning lands
+        int(ex.stream), status, ex.error or ex.stream_error,
+        u.input if u else 0, u.cached if u else 0, u.output if u else 0, u.reasoning if u else 0,
+        u.source if u else "none",
+        ex.cost_usd if u else (0.0 if served is None else None), ex.price_key,
+        round(elapsed_ms, 3), round(ex.upstream_ms, 3), round(ex.overhead_ms(), 3), len(ex.attempts), verdicts,
+    )

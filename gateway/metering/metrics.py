@@ -1,0 +1,47 @@
+"""Prometheus metrics, in a registry of the app's own (so several apps in one process stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple, object] = {}
+        self.requests = Counter("gateway_requests", "Requests by endpoint, model, key and HTTP status",
+                                ["endpoint", "model", "key", "status"], registry=r)
+        self.latency = Histogram("gateway_request_duration_seconds", "Total time per request",
+                                 ["endpoint", "model"], buckets=_LATENCY, registry=r)
+        self.upstream_latency = Histogram("gateway_upstream_duration_seconds", "Time waiting on upstreams",
+                                          ["upstream"], buckets=_LATENCY, registry=r)
+        self.overhead = Histogram("gateway_overhead_seconds", "Time spent in the gateway itself",
+                                  ["endpoint"], buckets=_OVERHEAD, registry=r)
+        self.tokens = Counter("gateway_tokens", "Tokens by model, key and kind (input, cached, output)",
+                              ["model", "key", "kind", "source"], registry=r)
+        self.cost = Counter("gateway_cost_usd", "Cost in USD by model and key", ["model", "key"], registry=r)
+        self.unpriced = Counter("gateway_unpriced_requests", "Requests whose served model has no price",
+                                ["model"], registry=r)
+        self.verdicts = Counter("gateway_check_verdicts", "Check verdicts by type, action and run status",
+                                ["type", "action", "status"], registry=r)
+        self.check_latency = Histogram("gateway_check_duration_seconds", "Time per check run", ["type"],
+                                       buckets=_OVERHEAD, registry=r)
+        self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a rate limit or budget",
+                                    ["scope", "code"], registry=r)
+        self.ledger_errors = Counter("gateway_ledger_write_errors", "Failed ledger write attempts", registry=r)
+        self.ledger_rows = Counter("gateway_ledger_rows_written", "Rows committed to the ledger", registry=r)
+        self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r)
+
+    def child(self, metric, *labels: str):
+        """`metric.labels(*labels)`, cached: the lookup costs more than the increment it serves."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,92 @@
+import sqlite3
+import time
+
+from gateway.metering.ledger import COLUMNS, MIGRATIONS, Ledger, connect, spend_by
+
+
+def row(i, key="k", cost=0.01, ts=None):
+    values = dict.fromkeys(COLUMNS)
+    values.update(request_id=f"r{i}", ts=ts or time.time(), endpoint="chat.completions", key=key, stream=0,
+                  status=200, input_tokens=1, cached_tokens=0, output_tokens=2, reasoning_tokens=0,
+                  usage_source="upstream", cost_usd=cost)
+    return tuple(values[c] for c in COLUMNS)
+
+
+def count(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+def test_writes_batches_and_flushes_on_close(tmp_path):
+    ledger = Ledger(tmp_path / "l.db", flush_interval_s=0.05)
+    ledger.start()
+    for i in range(5000):
+        ledger.record(row(i))
+    ledger.close()
+    assert count(tmp_path / "l.db") == 5000 and ledger.written == 5000
+    conn = connect(tmp_path / "l.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_locked_database_is_retried_and_rows_kept(tmp_path):
+    path = tmp_path / "l.db"
+    connect(path).close()
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    errors = []
+    ledger = Ledger(path, flush_interval_s=0.05, on_write_error=lambda: errors.append(1))
+    ledger.start()
+    for i in range(10):
+        ledger.record(row(i))
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert errors and ledger.pending() >= 10 and "locked" in ledger.last_error
+    blocker.rollback()
+    blocker.close()
+    ledger.close()
+    assert count(path) == 10 and ledger.dropped == 0
+
+
+def test_unwritable_path_does_not_raise_and_recovers(tmp_path):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the ledger's folder should be")
+    ledger = Ledger(blocked / "l.db", flush_interval_s=0.05)
+    ledger.start()
+    ledger.record(row(1))
+    deadline = time.monotonic() + 10
+    while ledger.write_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ledger.write_errors >= 1
+    blocked.unlink()  # the operator fixes the disk problem
+    deadline = time.monotonic() + 30
+    while ledger.written == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ledger.close()
+    assert count(blocked / "l.db") == 1
+
+
+def test_max_pending_drops_oldest_and_counts(tmp_path):
+    blocked = tmp_path / "f"
+    blocked.write_text("")
+    ledger = Ledger(blocked / "l.db", flush_interval_s=0.01, max_pending=5)
+    ledger.start()
+    for i in range(20):
+        ledger.record(row(i))
+    deadline = time.monotonic() + 10
+    while ledger.dropped < 15 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ledger.dropped == 15
+    ledger.close(timeout=10)
+
+
+def test_spend_by_key_since(tmp_path):
+    ledger = Ledger(tmp_path / "l.db", flush_interval_s=0.01)
+    ledger.start()
+    ledger.record(row(1, "a", 1.0, ts=100))
+    ledger.record(row(2, "a", 2.0, ts=200))
+    ledger.record(row(3, "b", None, ts=200))
+    ledger.close()
+    assert spend_by(tmp_path / "l.db", 150, "key") == {"a": 2.0}
+    assert spend_by(tmp_path / "missing.db", 0, "key") == {}
