@@ -61,6 +61,8 @@ class Principal:
     scopes: tuple[Scope, ...] = ()  # rate limits / budgets that apply: the key's own, then its group's
 
     def may_use(self, model: str) -> bool:
+        if "*" in self.models:
+            return True
         return any(p == model or fnmatch.fnmatchcase(model, p) for p in self.models)
 
     def check_model(self, model: str) -> None:

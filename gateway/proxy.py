@@ -25,20 +25,23 @@ from gateway.validation import parse_json, pop_gateway_options, validate_chat, v
 log = logging.getLogger("gateway.proxy")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    too_big = GatewayError(
+def _too_big(limit: int) -> GatewayError:
+    return GatewayError(
         f"Request body is larger than the gateway's limit of {limit} bytes (server.max_body_mb).",
         status=413, type="invalid_request_error", code="request_too_large",
     )
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None:
         if request.content_length > limit:
-            raise too_big
+            raise _too_big(limit)
         return await request.read()
     buf = bytearray()  # chunked upload: count as it arrives
     async for chunk in request.content.iter_any():
         buf += chunk
         if len(buf) > limit:
-            raise too_big
+            raise _too_big(limit)
     return bytes(buf)
 
 
@@ -133,7 +136,7 @@ async def relay_stream(
     async def open_and_peek(upstream: Upstream, model: str):
         # Waiting for the first event keeps retries and fallbacks possible: nothing has reached the
         # client yet. After this point, failures end the stream with an error event instead.
-        wants_usage = ex.metered and not client_usage and getattr(upstream, "stream_usage", True)
+        wants_usage = ex.metered and not client_usage and upstream.stream_usage
         stream = await upstream.open_stream(ex, model, with_usage if wants_usage else ex.body)
         try:
             first = await anext(stream)

@@ -15,6 +15,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,24 @@ COLUMNS = (
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
     "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
 )
+
+# Rollup dimensions of usage_hourly and how each is read from a raw row.
+_DIMENSIONS = (
+    ("key", "COALESCE(key, '')"),
+    ("model", "COALESCE(served_model, model, '')"),
+    ("prompt", "COALESCE(prompt_name || '@' || prompt_version, '')"),
+    ("upstream", "COALESCE(upstream, '')"),
+)
+
+
+def _rollup_select(dim: str, expr: str) -> str:
+    return f"""
+    SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr},
+           COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
+           COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), SUM(cost_usd IS NULL AND usage_source != 'none'),
+           SUM(usage_source = 'estimated'), COALESCE(SUM(latency_ms), 0)
+    FROM requests"""
+
 
 # Each entry moves the schema one version up (PRAGMA user_version). Never edit a released entry:
 # append a new one.
@@ -57,9 +76,51 @@ MIGRATIONS: list[str] = [
     CREATE INDEX requests_ts ON requests(ts);
     CREATE INDEX requests_key_ts ON requests(key, ts);
     """,
+    # v2: hourly rollup per dimension (key, model, prompt, upstream), kept in the same transaction as
+    # the raw rows: a report over months of traffic reads (hours x distinct values) rows, not millions.
+    """
+    CREATE TABLE usage_hourly (
+        hour INTEGER NOT NULL,          -- floor(ts / 3600)
+        dim TEXT NOT NULL,              -- key | model | prompt | upstream
+        value TEXT NOT NULL,            -- '' when the request had none (no key, no prompt, ...)
+        requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL, priced INTEGER NOT NULL, unpriced INTEGER NOT NULL, estimated INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        PRIMARY KEY (hour, dim, value)
+    ) WITHOUT ROWID;
+    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
+                  for dim, expr in _DIMENSIONS),
 ]
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# The rollup is computed by SQLite itself over the rows just inserted (by rowid range): done in
+# Python it would hold the GIL for milliseconds per batch and stall the event loop.
+_ROLLUP = [
+    f"""INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE id BETWEEN ? AND ? GROUP BY 1, 3
+    ON CONFLICT (hour, dim, value) DO UPDATE SET
+        requests = requests + excluded.requests, errors = errors + excluded.errors,
+        input_tokens = input_tokens + excluded.input_tokens, cached_tokens = cached_tokens + excluded.cached_tokens,
+        output_tokens = output_tokens + excluded.output_tokens, cost_usd = cost_usd + excluded.cost_usd,
+        priced = priced + excluded.priced, unpriced = unpriced + excluded.unpriced,
+        estimated = estimated + excluded.estimated, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"""
+    for dim, expr in _DIMENSIONS
+]
+# Rows per executemany call: small enough that the writer hands the GIL back to the event loop often
+# (a large batch would hold it for milliseconds), large enough to stay efficient.
+_CHUNK = 64
+
+
+def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert raw rows and their rollup in one transaction."""
+    with conn:
+        first = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]) + 1
+        for i in range(0, len(rows), _CHUNK):
+            conn.executemany(_INSERT, rows[i:i + _CHUNK])
+            time.sleep(0)  # let the event loop thread run between chunks
+        last = conn.execute("SELECT MAX(id) FROM requests").fetchone()[0]
+        for statement in _ROLLUP:
+            conn.execute(statement, (first, last))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -152,8 +213,7 @@ class Ledger:
                         conn = connect(self.path)
                     while pending:
                         batch = [pending[i] for i in range(min(len(pending), self.batch_rows))]
-                        with conn:
-                            conn.executemany(_INSERT, batch)
+                        write_rows(conn, batch)
                         for _ in batch:
                             pending.popleft()
                         self.written += len(batch)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.metering import counting
 from gateway.metering.ledger import Ledger
@@ -46,6 +47,13 @@ class Meter:
                 price = rt.prices.lookup(upstream.name, target)
                 if price is not None:
                     usd = cost_usd(price, Usage(tokens - _max_output(ex.body), _max_output(ex.body)))
+                elif any(s.limits.usd_per_day is not None or s.limits.usd_per_month is not None for s in scopes):
+                    # A budget cannot be enforced on a model whose cost is unknown: refuse, loudly.
+                    ex.error = "unpriced_model_under_budget"
+                    raise GatewayError(
+                        f"Model {ex.model!r} is served by {upstream.name}/{target}, which has no price in "
+                        "policies/pricing.yaml, and this key has a USD budget that could not be enforced.",
+                        status=403, type="invalid_request_error", code="unpriced_model_under_budget")
         try:
             ex.reservation = await self.counters.reserve(scopes, tokens, usd, time.time())
         except RateLimited as e:

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import re
 import sqlite3
 from pathlib import Path
@@ -13,12 +14,14 @@ from typing import Any
 
 from gateway.metering.ledger import connect
 
+# Per grouping: the expression over raw rows, and (rollup dimension, expression over usage_hourly).
 GROUPINGS = {
-    "key": "COALESCE(key, '(no key)')",
-    "model": "COALESCE(served_model, model, '(none)')",
-    "day": "date(ts, 'unixepoch')",
-    "prompt": "COALESCE(prompt_name || '@' || prompt_version, '(no prompt)')",
-    "upstream": "COALESCE(upstream, '(none)')",
+    "key": ("COALESCE(key, '(no key)')", "key", "CASE value WHEN '' THEN '(no key)' ELSE value END"),
+    "model": ("COALESCE(served_model, model, '(none)')", "model", "CASE value WHEN '' THEN '(none)' ELSE value END"),
+    "day": ("date(ts, 'unixepoch')", "key", "date(hour * 3600, 'unixepoch')"),
+    "prompt": ("COALESCE(prompt_name || '@' || prompt_version, '(no prompt)')", "prompt",
+               "CASE value WHEN '' THEN '(no prompt)' ELSE value END"),
+    "upstream": ("COALESCE(upstream, '(none)')", "upstream", "CASE value WHEN '' THEN '(none)' ELSE value END"),
 }
 FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "cost_usd",
           "unpriced", "estimated", "avg_latency_ms")
@@ -42,32 +45,44 @@ def parse_when(value: str, now: dt.datetime | None = None) -> float:
 
 
 def usage_rows(path: Path, since: float, until: float, by: str) -> list[dict[str, Any]]:
-    group = GROUPINGS[by]
-    sql = f"""
-        SELECT {group} AS name,
-               COUNT(*) AS requests,
-               SUM(status >= 400) AS errors,
-               SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
-               SUM(cost_usd),
-               SUM(cost_usd IS NULL AND usage_source != 'none') AS unpriced,
-               SUM(usage_source = 'estimated') AS estimated,
-               AVG(latency_ms)
-        FROM requests WHERE ts >= ? AND ts < ?
-        GROUP BY name ORDER BY SUM(cost_usd) DESC, requests DESC"""
+    """Whole hours come from the hourly rollup; the partial hours at either end from raw rows."""
+    raw_expr, dim, rollup_expr = GROUPINGS[by]
+    first_hour, end_hour = math.ceil(since / 3600), math.floor(until / 3600)
+    raw_sql = f"""
+        SELECT {raw_expr}, COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(cached_tokens),
+               SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
+               SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
+               COALESCE(SUM(latency_ms), 0)
+        FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1"""
+    rollup_sql = f"""
+        SELECT {rollup_expr}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
+               SUM(output_tokens), SUM(cost_usd), SUM(priced), SUM(unpriced), SUM(estimated), SUM(latency_ms_sum)
+        FROM usage_hourly WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY 1"""
     conn = connect(path, readonly=True)
+    parts = []
     try:
-        result = conn.execute(sql, (since, until)).fetchall()
+        if first_hour < end_hour:
+            parts += conn.execute(rollup_sql, (dim, first_hour, end_hour)).fetchall()
+            parts += conn.execute(raw_sql, (since, first_hour * 3600)).fetchall()
+            parts += conn.execute(raw_sql, (end_hour * 3600, until)).fetchall()
+        else:
+            parts += conn.execute(raw_sql, (since, until)).fetchall()
     except sqlite3.OperationalError as e:
         raise ValueError(f"{path}: not a usable gateway ledger ({e})") from None
     finally:
         conn.close()
+    totals: dict[str, list] = {}
+    for name, *values in parts:
+        acc = totals.setdefault(name, [0] * len(values))
+        for i, v in enumerate(values):
+            acc[i] += v or 0
     out = []
-    for name, *values in result:
-        row = {by: name}
-        for field, value in zip(FIELDS, values):
-            row[field] = round(value, 8) if field == "cost_usd" and value is not None else (
-                round(value, 1) if field == "avg_latency_ms" and value is not None else value)
-        out.append(row)
+    for name, (requests, errors, inp, cached, output, cost, priced, unpriced, estimated, latency) in totals.items():
+        out.append({by: name, "requests": requests, "errors": errors, "input_tokens": inp, "cached_tokens": cached,
+                    "output_tokens": output, "cost_usd": round(cost, 8) if priced else None,
+                    "unpriced": unpriced, "estimated": estimated,
+                    "avg_latency_ms": round(latency / requests, 1) if requests else None})
+    out.sort(key=lambda r: (-(r["cost_usd"] or 0), -r["requests"]))
     return out
 
 

@@ -56,6 +56,7 @@ class UpstreamStream(Protocol):
 
 class Upstream(Protocol):
     name: str
+    stream_usage: bool  # may the gateway add stream_options.include_usage to streamed requests
 
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> UpstreamStream: ...

@@ -23,6 +23,8 @@ class MockUpstreamConfig(BaseModel):
 
 
 class MockUpstream:
+    stream_usage = True
+
     def __init__(self, name: str, cfg: MockUpstreamConfig, base_dir: Path) -> None:
         self.name = name
         self.cfg = cfg

@@ -36,6 +36,8 @@ class OpenAIUpstreamConfig(BaseModel):
         default=True, description="if false and the key's env var is unset, the upstream is skipped"
     )
     headers: dict[str, str] = Field(default_factory=dict)
+    # Ask for usage on streams (stream_options.include_usage); off for servers that reject it.
+    stream_usage: bool = True
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
@@ -74,6 +76,7 @@ class OpenAIUpstream:
     def __init__(self, name: str, cfg: OpenAIUpstreamConfig, pool: HttpPool, api_key: str | None) -> None:
         self.name = name
         self.cfg = cfg
+        self.stream_usage = cfg.stream_usage
         self._pool = pool
         self._api_key = api_key
         self._headers = {"Content-Type": "application/json", **cfg.headers}

@@ -90,3 +90,46 @@ def test_spend_by_key_since(tmp_path):
     ledger.close()
     assert spend_by(tmp_path / "l.db", 150, "key") == {"a": 2.0}
     assert spend_by(tmp_path / "missing.db", 0, "key") == {}
+
+
+def test_report_from_rollup_equals_raw_aggregation(tmp_path):
+    import random
+
+    from gateway.metering.report import GROUPINGS, usage_rows
+
+    rng = random.Random(7)
+    path = tmp_path / "l.db"
+    ledger = Ledger(path, flush_interval_s=0.01)
+    ledger.start()
+    base = 1_790_000_000.0
+    for i in range(3000):
+        r = list(row(i, key=rng.choice(["a", "b", None]), cost=rng.choice([0.01, 0.02, None]),
+                     ts=base + rng.random() * 6 * 3600))
+        r[COLUMNS.index("served_model")] = rng.choice(["m1", "m2"])
+        r[COLUMNS.index("status")] = rng.choice([200, 200, 502])
+        ledger.record(tuple(r))
+    ledger.close()
+    since, until = base + 1234.5, base + 5 * 3600 + 17  # not on hour boundaries
+    for by in GROUPINGS:
+        fast = {r[by]: r for r in usage_rows(path, since, until, by)}
+        with sqlite3.connect(path) as conn:
+            raw = conn.execute(f"SELECT {GROUPINGS[by][0]}, COUNT(*), SUM(status >= 400), SUM(cost_usd) "
+                               "FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1", (since, until)).fetchall()
+        assert {name: (n, e) for name, n, e, _ in raw} == {k: (v["requests"], v["errors"]) for k, v in fast.items()}
+        for name, _, _, cost in raw:
+            assert (fast[name]["cost_usd"] is None) == (cost is None)
+            if cost is not None:
+                assert abs(fast[name]["cost_usd"] - cost) < 1e-9
+
+
+def test_migration_backfills_rollup_from_existing_rows(tmp_path):
+    path = tmp_path / "l.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")  # a v1 ledger
+    from gateway.metering.ledger import _INSERT
+    with conn:
+        conn.executemany(_INSERT, [row(i, ts=1_790_000_000 + i) for i in range(10)])
+    conn.close()
+    conn = connect(path)  # migrates to the current version
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("SELECT SUM(requests) FROM usage_hourly WHERE dim = 'key'").fetchone()[0] == 10

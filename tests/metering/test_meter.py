@@ -247,3 +247,11 @@ def test_gateway_usage_report_table_json_csv(setup):
     assert bad.returncode == 2 and "cannot read 'last tuesday'" in bad.stderr
     missing = run_cli("usage", "--ledger", str(root / "nope.db"))
     assert missing.returncode == 2 and "no ledger" in missing.stderr
+
+
+def test_budget_key_cannot_use_an_unpriced_model(setup):
+    root, ledger = setup
+    with running_gateway(root, ledger=ledger) as gw:
+        with pytest.raises(openai.PermissionDeniedError) as e:
+            openai_client(gw, "k-budget").chat.completions.create(model="unpriced", messages=MSG)
+        assert e.value.code == "unpriced_model_under_budget"

@@ -136,3 +136,18 @@ def test_client_disconnect_mid_stream_cancels_upstream(gw, mock):
         return upstream._slots._value
 
     assert gw.call(free_slots) == 4, "a connection slot leaked"
+
+
+def test_stream_usage_off_sends_no_stream_options(mock, tmp_path):
+    from tests.helpers import write_policies
+
+    root = write_policies(tmp_path, f"""
+    upstreams:
+      plain: {{type: openai, base_url: "{mock.url}/v1", stream_usage: false}}
+    models: {{echo: {{targets: [{{upstream: plain, model: echo}}]}}}}
+    server: {{watch_interval_s: 0}}
+    """)
+    with running_gateway(root) as gw:
+        chunks = list(openai_client(gw).chat.completions.create(model="echo", messages=msg("a b c"), stream=True))
+    usage = chunks[-1].model_extra["gateway"]["usage"]
+    assert usage["source"] == "estimated" and usage["output_tokens"] == 3  # counted by the gateway
