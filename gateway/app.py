@@ -73,14 +73,19 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     finally:
         ex = request.get(EXCHANGE)
         if ex is not None and ex.metered:
-            try:
-                request.app[METER].finish(ex, status, ex.group)
-            except Exception:  # recording must never turn a served request into an error
-                log.exception("metering failed for request %s", ex.id)
+            # Run after aiohttp has written the response: the client need not wait for the bookkeeping.
+            asyncio.get_running_loop().call_soon(_record, request.app[METER], ex, status)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status,
                             (time.perf_counter() - t0) * 1000, ex.id if ex else "-",
                             ex.key_name if ex else "-", ex.model if ex else "-")
+
+
+def _record(meter, ex, status: int) -> None:
+    try:
+        meter.finish(ex, status, ex.group)
+    except Exception:  # recording must never take the gateway down; it is logged and counted
+        log.exception("metering failed for request %s", ex.id)
 
 
 # ---- small endpoints ---------------------------------------------------------------------------
@@ -183,12 +188,13 @@ async def _policies(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(
-    policies_dir: Path, runtime: Runtime, pool: HttpPool, *, ledger_path: Path | None = None, vet=None
+    policies_dir: Path, runtime: Runtime, pool: HttpPool, *, ledger_path: Path | None = None,
+    prompts_dir: Path | None = None, vet=None,
 ) -> web.Application:
     """`ledger_path` None: no ledger (usage still counted, metrics still kept)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=_HARD_BODY_CAP)
     app[POOL] = pool
-    app[HOLDER] = RuntimeHolder(policies_dir, pool, runtime, vet=vet)
+    app[HOLDER] = RuntimeHolder(policies_dir, pool, runtime, prompts_dir=prompts_dir, vet=vet)
     metrics_ = Metrics()
     ledger = None
     if ledger_path is not None:
@@ -200,6 +206,8 @@ def build_app(
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)
+    app.router.add_get("/v1/prompts", proxy.list_prompts)
+    app.router.add_get("/v1/prompts/{name}", proxy.show_prompt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)

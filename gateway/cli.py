@@ -19,6 +19,10 @@ def _policies_dir(arg: str | None) -> Path:
     return Path(arg or os.environ.get("GATEWAY_POLICIES") or "policies")
 
 
+def prompts_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("GATEWAY_PROMPTS") or "prompts")
+
+
 def state_dir(arg: str | None) -> Path:
     """Everything the gateway writes lives here: --state-dir, $GATEWAY_STATE_DIR, or ./.gateway."""
     return Path(arg or os.environ.get("GATEWAY_STATE_DIR") or ".gateway")
@@ -39,16 +43,16 @@ def _setup_logging(level: str, access_log: bool) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _load_or_exit(policies: Path):
+def _load_or_exit(policies: Path, prompts: Path):
     from gateway.errors import PolicyError
     from gateway.runtime import load_runtime
     from gateway.upstreams.openai import HttpPool
 
     pool = HttpPool()
     try:
-        return load_runtime(policies, pool), pool
+        return load_runtime(policies, pool, prompts), pool
     except PolicyError as e:
-        print(f"gateway: invalid policies in {policies}:", file=sys.stderr)
+        print(f"gateway: invalid policies ({policies}) or prompts ({prompts}):", file=sys.stderr)
         for p in e.problems:
             print(f"  {p}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -58,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.access_log)
     log = logging.getLogger("gateway")
     policies = _policies_dir(args.policies)
-    runtime, pool = _load_or_exit(policies)
+    prompts = prompts_dir(args.prompts)
+    runtime, pool = _load_or_exit(policies, prompts)
     open_public = runtime.keys.open_mode and not is_loopback(args.host)
     if open_public and not args.allow_open:
         print(f"gateway: refusing to serve in open mode (no keys in {policies / 'gateway.yaml'}) on "
@@ -84,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import build_app
 
     ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"
-    app = build_app(policies, runtime, pool, ledger_path=ledger, vet=vet)
+    app = build_app(policies, runtime, pool, ledger_path=ledger, prompts_dir=prompts, vet=vet)
     loop = None
     try:
         import uvloop
@@ -101,12 +106,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     policies = _policies_dir(args.policies)
-    runtime, _ = _load_or_exit(policies)
+    runtime, _ = _load_or_exit(policies, prompts_dir(args.prompts))
     for w in runtime.warnings:
         print(f"warning: {w}")
     names = ", ".join(sorted(runtime.pipelines))
     print(f"ok: {policies}: {len(runtime.router.routes)} model(s), {len(runtime.upstreams)} upstream(s), "
-          f"policies: {names}; {'open mode' if runtime.keys.open_mode else 'keys required'}")
+          f"policies: {names}; {len(runtime.prompts.versions)} prompt(s); "
+          f"{'open mode' if runtime.keys.open_mode else 'keys required'}")
     return 0
 
 
@@ -160,6 +166,12 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from gateway.prompts.cli import main as prompts_main
+
+    return prompts_main(args, prompts_dir(args.prompts))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gateway.bench.run import main as bench_main
 
@@ -177,13 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--state-dir", help="where the gateway writes its state (default: $GATEWAY_STATE_DIR or ./.gateway)")
     p.add_argument("--ledger", help="usage ledger SQLite file (default: STATE_DIR/ledger.db)")
+    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS or ./prompts)")
     p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check-policies", help="validate the policies directory; exit 2 on errors")
+    p = sub.add_parser("check-policies", help="validate the policies and prompts directories; exit 2 on errors")
     p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
+    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS or ./prompts)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("usage", help="tokens and cost from the usage ledger")
@@ -194,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", help="ledger file (default: STATE_DIR/ledger.db)")
     p.add_argument("--state-dir", help="state directory (default: $GATEWAY_STATE_DIR or ./.gateway)")
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("prompts", help="versioned prompts: list, show, diff, new, promote, rollback, render")
+    from gateway.prompts.cli import add_arguments as add_prompt_arguments
+
+    add_prompt_arguments(p)
+    p.set_defaults(func=cmd_prompts)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

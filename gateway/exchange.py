@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.checks.base import TextPath, Verdict
 from gateway.metering.usage import Usage
@@ -20,6 +20,22 @@ class ContextDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1)
     text: str
+
+
+class PromptRequest(BaseModel):
+    """`gateway.prompt`: which prompt to render (label defaults to production) and its variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    version: int | None = Field(default=None, ge=1)
+    label: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _version_or_label(self) -> PromptRequest:
+        if self.version is not None and self.label is not None:
+            raise ValueError("give `version` or `label`, not both")
+        return self
 
 
 class GatewayOptions(BaseModel):
@@ -32,6 +48,7 @@ class GatewayOptions(BaseModel):
     context: list[ContextDoc] | None = None
     metadata: dict[str, str | int | float | bool] | None = None
     user_id: str | None = None
+    prompt: PromptRequest | None = None
     # Behaviour overrides for the built-in mock upstream (ignored by real upstreams).
     mock: dict[str, Any] | None = None
 
@@ -103,6 +120,7 @@ class Exchange:
     price_key: str | None = None
     reservation: Any = None  # what the rate limiter counted for this request, settled at the end
     metered: bool = False  # metering on for the policy set this request started with
+    prompt: Any = None  # the RenderedPrompt used, when the request named one
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------
@@ -160,6 +178,8 @@ class Exchange:
                 {"upstream": a.upstream, "target": a.model, "outcome": a.outcome, "ms": round(a.ms, 1)}
                 for a in self.attempts
             ]
+        if self.prompt is not None:
+            info["prompt"] = self.prompt.record()
         if self.stream_error:
             info["stream_error"] = self.stream_error
         if self.usage is not None:

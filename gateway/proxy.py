@@ -55,6 +55,8 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
     body = ex.body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
     options = ex.options = pop_gateway_options(body)
+    if options.prompt is not None:
+        apply_prompt(ex, rt)
     (validate_chat if endpoint == "chat.completions" else validate_embeddings)(body)
     if options.mock and (problem := validate_overrides(options.mock)):
         raise InvalidRequest(problem, param="gateway.mock")
@@ -67,6 +69,28 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     pipeline = rt.pipelines[principal.policy]
     await pipeline.run_request(ex)
     return rt, ex, route, pipeline
+
+
+def apply_prompt(ex: Exchange, rt: Runtime) -> None:
+    """Render `gateway.prompt` into the request. The rule: the prompt's messages come first, then the
+    client's own `messages` (a conversation so far); the prompt's model applies when the request's
+    `model` is absent, empty or "prompt"; its params apply where the request sets none."""
+    if ex.endpoint != "chat.completions":
+        raise InvalidRequest("`gateway.prompt` applies to chat completions only.", param="gateway.prompt")
+    req = ex.options.prompt
+    rendered = rt.prompts.render((req.name, req.version, req.label), req.variables)
+    client = ex.body.get("messages")
+    if client is not None and not isinstance(client, list):
+        raise InvalidRequest("`messages` must be an array of message objects.", param="messages")
+    ex.body["messages"] = [*rendered.messages, *(client or [])]
+    if ex.body.get("model") in (None, "", "prompt"):
+        if rendered.model is None:
+            raise InvalidRequest(f"Prompt {rendered.name}@{rendered.version} has no default model; name one in "
+                                 "`model`.", param="model")
+        ex.body["model"] = rendered.model
+    for key, value in rendered.params.items():
+        ex.body.setdefault(key, value)
+    ex.prompt = rendered
 
 
 def gateway_headers(ex: Exchange) -> dict[str, str]:
@@ -279,3 +303,18 @@ async def list_models(request: web.Request) -> web.Response:
     principal = rt.keys.authenticate(request.headers.get("Authorization"))
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in rt.models_for(principal)]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+# ---- /v1/prompts --------------------------------------------------------------------------------
+async def list_prompts(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[HOLDER].current
+    rt.keys.authenticate(request.headers.get("Authorization"))
+    return web.Response(body=orjson.dumps({"object": "list", "data": rt.prompts.describe()}),
+                        content_type="application/json")
+
+
+async def show_prompt(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[HOLDER].current
+    rt.keys.authenticate(request.headers.get("Authorization"))
+    return web.Response(body=orjson.dumps(rt.prompts.describe(request.match_info["name"])),
+                        content_type="application/json")

@@ -36,9 +36,11 @@ class RuntimeHolder:
         pool: HttpPool,
         runtime: Runtime,
         *,
+        prompts_dir: Path | None = None,
         vet: Callable[[Runtime], list[str]] | None = None,
     ) -> None:
         self.policies_dir = policies_dir
+        self.prompts_dir = prompts_dir
         self.pool = pool
         self.current = runtime
         self.ready = False  # True once the running set is warm
@@ -58,9 +60,9 @@ class RuntimeHolder:
 
     async def reload(self, reason: str) -> ReloadResult:
         async with self._lock:
-            stamp = fingerprint(self.policies_dir)
+            stamp = fingerprint(self.policies_dir, self.prompts_dir)
             try:
-                runtime = await asyncio.to_thread(load_runtime, self.policies_dir, self.pool)
+                runtime = await asyncio.to_thread(load_runtime, self.policies_dir, self.pool, self.prompts_dir)
                 problems = self._vet(runtime) if self._vet else []
                 if problems:
                     raise PolicyError(problems)
@@ -91,7 +93,7 @@ class RuntimeHolder:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                stamp = await asyncio.to_thread(fingerprint, self.policies_dir)
+                stamp = await asyncio.to_thread(fingerprint, self.policies_dir, self.prompts_dir)
                 if stamp != self.current.fingerprint and stamp != self._failed_fingerprint:
                     await self.reload("file change")
             except Exception:

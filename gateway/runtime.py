@@ -20,6 +20,8 @@ from gateway.config.yamlfile import load_yaml
 from gateway.errors import PolicyError
 from gateway.metering.limits import Limits, Scope
 from gateway.metering.pricing import PriceTable, PricingFile
+from gateway.prompts.registry import Registry, load_registry
+from gateway.prompts.store import PromptStore
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
 from gateway.upstreams.base import Upstream
@@ -43,6 +45,7 @@ class Runtime:
     upstreams: dict[str, Upstream]
     fingerprint: dict[str, float]  # file -> mtime, to notice edits
     prices: PriceTable
+    prompts: Registry
     metering: bool = True
     warnings: list[str] = field(default_factory=list)
     loaded_at: float = field(default_factory=time.time)
@@ -66,9 +69,10 @@ def policy_files(policies_dir: Path) -> list[Path]:
     return sorted(p for p in policies_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 
 
-def fingerprint(policies_dir: Path) -> dict[str, float]:
+def fingerprint(policies_dir: Path, prompts_dir: Path | None = None) -> dict[str, float]:
     out = {}
-    for p in policy_files(policies_dir):
+    files = policy_files(policies_dir) + (PromptStore(prompts_dir).files() if prompts_dir else [])
+    for p in files:
         try:
             out[str(p)] = p.stat().st_mtime_ns
         except FileNotFoundError:
@@ -76,12 +80,12 @@ def fingerprint(policies_dir: Path) -> dict[str, float]:
     return out
 
 
-def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
+def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: Path | None = None) -> Runtime:
     """Read and validate every file; raise PolicyError listing every problem with file and line."""
     policies_dir = Path(policies_dir)
     if not policies_dir.is_dir():
         raise PolicyError([f"{policies_dir}: policies directory does not exist"])
-    stamp = fingerprint(policies_dir)
+    stamp = fingerprint(policies_dir, prompts_dir)
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -106,6 +110,12 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
             problems.extend(str(e).splitlines())
 
     prices = _load_prices(policies_dir / PRICING_FILE, set(gw.upstreams), problems, warnings)
+    prompts = Registry(Path(prompts_dir or "prompts"))
+    if prompts_dir is not None:
+        try:
+            prompts = load_registry(Path(prompts_dir))
+        except PolicyError as e:
+            problems.extend(e.problems)
 
     pool = pool or HttpPool()
     upstreams: dict[str, Upstream] = {}
@@ -192,7 +202,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None) -> Runtime:
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
-                   prices, gw.metering.enabled, warnings)
+                   prices, prompts, gw.metering.enabled, warnings)
 
 
 def _load_prices(path: Path, upstream_names: set[str], problems: list[str], warnings: list[str]) -> PriceTable:

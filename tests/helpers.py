@@ -79,9 +79,11 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def running_gateway(policies: Path, *, wait_ready: bool = True, ledger: Path | None = None) -> Iterator[ServerThread]:
+def running_gateway(
+    policies: Path, *, wait_ready: bool = True, ledger: Path | None = None, prompts: Path | None = None
+) -> Iterator[ServerThread]:
     pool = HttpPool()
-    app = build_app(policies, load_runtime(policies, pool), pool, ledger_path=ledger)
+    app = build_app(policies, load_runtime(policies, pool, prompts), pool, ledger_path=ledger, prompts_dir=prompts)
     server = ServerThread(app).start()
     try:
         if wait_ready:

@@ -141,7 +141,7 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
     return (
         ex.id, ex.wall_start, ex.endpoint, ex.key_name, grp, ex.options.user_id, ex.model or None,
         served.model if served else None, served.upstream if served else None,
-        None, None, None,  # prompt name/version/hash: filled once prompt versioning lands
+        *((ex.prompt.name, ex.prompt.version, ex.prompt.hash) if ex.prompt is not None else (None, None, None)),
         int(ex.stream), status, ex.error or ex.stream_error,
         u.input if u else 0, u.cached if u else 0, u.output if u else 0, u.reasoning if u else 0,
         u.source if u else "none",
