@@ -43,6 +43,16 @@ open_mode: {{policy: {policy}}}
 server: {{max_body_mb: 8}}
 metering: {{enabled: {metering}}}
 """
+BENCH_PROMPT_YAML = """
+description: benchmark prompt (a system message and the user's question)
+model: bench
+variables:
+  question: {type: string}
+  tone: {type: string, default: concise}
+messages:
+  - {role: system, content: "You are a {{ tone }} assistant."}
+  - {role: user, content: "{{ question }}"}
+"""
 BENCH_PRICING_YAML = """
 models: {}
 upstreams:
@@ -110,10 +120,11 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
         (policies / "gateway.yaml").write_text(BENCH_GATEWAY_YAML.format(
             upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower()))
         (policies / "pricing.yaml").write_text(BENCH_PRICING_YAML)
+        prompts = _bench_prompts(work / f"proc-{name}" / "prompts")
         ports[name] = procs.free_port()
         proc = procs.spawn(["-m", "gateway", "serve", "--policies", str(policies), "--port", str(ports[name]),
-                            "--state-dir", str(work / f"proc-{name}" / "state"), "--log-level", "warning"],
-                           work / f"{name}.log", cwd=work)
+                            "--prompts", str(prompts), "--state-dir", str(work / f"proc-{name}" / "state"),
+                            "--log-level", "warning"], work / f"{name}.log", cwd=work)
         children.append(proc)
         started[name] = (proc, procs.wait_ready(f"http://127.0.0.1:{ports[name]}/readyz", proc))
     gw, startup_s = started["gateway"]
@@ -136,6 +147,11 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
             litellm.url, litellm.proc.pid, litellm.headers, "bench")
     bodies = {name: orjson.dumps({"model": models[name], "messages": [{"role": "user", "content": PROMPT}]})
               for name in urls}
+    # The same gateway process, asked for a published prompt instead of raw messages: the difference
+    # between "gateway" and "gw+prompt" is what resolving and rendering a prompt costs.
+    urls["gw+prompt"], pids["gw+prompt"], headers["gw+prompt"] = urls["gateway"], pids["gateway"], headers["gateway"]
+    bodies["gw+prompt"] = orjson.dumps({"model": "prompt", "messages": [],
+                                        "gateway": {"prompt": {"name": "bench", "variables": {"question": PROMPT}}}})
     stream_bodies = {name: orjson.dumps({**orjson.loads(b), "stream": True}) for name, b in bodies.items()}
 
     try:
@@ -151,7 +167,8 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
                      "rounds": args.rounds, "stream_requests": args.stream_requests,
                      "policy": args.policy_file or "none (no checks)",
                      "gateway": "metering on (ledger, prices, /metrics)",
-                     "gw-no-meter": "the same gateway with metering.enabled: false"},
+                     "gw-no-meter": "the same gateway with metering.enabled: false",
+                     "gw+prompt": "the metered gateway, requests naming a published prompt"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
                     "peak_rss_mb": round(procs.rss_mb(gw.pid, "VmHWM"), 1)},
         **measured,
@@ -216,6 +233,21 @@ async def _drive(args, levels, urls, pids, headers, bodies, stream_bodies) -> di
     }
     out["streaming_ttfb"] = {n: pcts(stream[n]) for n in names}
     return out
+
+
+def _bench_prompts(root: Path) -> Path:
+    """A published prompt `bench` (label production), written as `gateway prompts promote` would."""
+    import yaml
+
+    from gateway.prompts.schema import content_hash
+    from gateway.prompts.store import PromptStore
+
+    store = PromptStore(root)
+    (root / "bench").mkdir(parents=True)
+    (root / "bench" / "v1.yaml").write_text(BENCH_PROMPT_YAML)
+    store.write_lock({"bench": {1: content_hash(yaml.safe_load(BENCH_PROMPT_YAML))}})
+    store.write_labels("bench", {"production": 1})
+    return root
 
 
 class _LiteLLM:
@@ -290,6 +322,9 @@ def verdicts(r: dict[str, Any]) -> list[str]:
             x = row["gateway"]["rps"] / LITELLM_REFERENCE["rps_c16"]
             check(x >= 20, f"c=16: {x:.0f}x LiteLLM's {LITELLM_REFERENCE['rps_c16']:.0f} RPS (the issue's figure; "
                            "pass --litellm to measure it in this run) >= 20x")
+    if "gw+prompt" in r["added_sequential_ms"]:
+        d = r["added_sequential_ms"]["gw+prompt"]["p50"] - a["p50"]
+        check(d <= 0.2, f"rendering a prompt adds {d:.3f} ms p50 (gw+prompt vs gateway) <= 0.2 ms (issue #4)")
     if "gw-no-meter" in r["added_sequential_ms"]:
         d = a["p50"] - r["added_sequential_ms"]["gw-no-meter"]["p50"]
         check(d <= 0.3, f"metering adds {d:.3f} ms p50 (gateway vs gw-no-meter) <= 0.3 ms (issue #3)")
