@@ -100,7 +100,7 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
     total = {by: "TOTAL", **{f: sum((r[f] or 0) for r in rows) for f in FIELDS if f != "avg_latency_ms"}}
     total["avg_latency_ms"] = None
     lines = []
-    cells = [[_cell(r.get(f)) for f in (by, *FIELDS)] for r in [*rows, total]]
+    cells = [[_cell(f, r.get(f)) for f in (by, *FIELDS)] for r in [*rows, total]]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
     for n, row in enumerate(cells):
@@ -112,11 +112,13 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
     return "\n".join(lines) + note
 
 
-def _cell(value: Any) -> str:
+def _cell(field: str, value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.6f}" if value < 100 else f"{value:,.2f}"
+    if field == "cost_usd":
+        return f"{value:,.6f}" if value < 1000 else f"{value:,.2f}"
+    if field == "avg_latency_ms":
+        return f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
