@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from gateway import proxy
+from gateway.prompts import api as prompts_api
 from gateway.errors import GatewayError
 from gateway.keys import EXCHANGE, HOLDER, METER, POOL
 from gateway.metering.ledger import Ledger, spend_by
@@ -206,8 +207,8 @@ def build_app(
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)
-    app.router.add_get("/v1/prompts", proxy.list_prompts)
-    app.router.add_get("/v1/prompts/{name}", proxy.show_prompt)
+    app.router.add_get("/v1/prompts", prompts_api.list_prompts)
+    app.router.add_get("/v1/prompts/{name}", prompts_api.show_prompt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)

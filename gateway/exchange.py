@@ -161,6 +161,12 @@ class Exchange:
     def overhead_ms(self) -> float:
         return max(0.0, self.elapsed_ms() - self.upstream_ms)
 
+    def response_headers(self) -> dict[str, str]:
+        headers = {"x-gateway-request-id": self.id, "x-gateway-overhead-ms": f"{self.overhead_ms():.3f}"}
+        if self.usage is not None:
+            headers["x-gateway-cost-usd"] = "unknown" if self.cost_usd is None else f"{self.cost_usd:.8f}"
+        return headers
+
     def gateway_info(self) -> dict[str, Any]:
         """The `"gateway"` object returned to the client: ids, route, verdicts. No raw text."""
         info: dict[str, Any] = {"request_id": self.id, "policy": self.policy}

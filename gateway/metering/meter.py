@@ -12,9 +12,9 @@ from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.metering import counting
 from gateway.metering.ledger import Ledger
-from gateway.metering.limits import CounterStore, RateLimited, Scope
+from gateway.metering.limits import CounterStore, RateLimited
 from gateway.metering.metrics import Metrics
-from gateway.metering.pricing import PriceTable, cost_usd
+from gateway.metering.pricing import cost_usd
 from gateway.metering.usage import Usage, from_upstream
 
 if TYPE_CHECKING:
