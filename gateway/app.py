@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from gateway import proxy
+from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
 from gateway.errors import GatewayError
 from gateway.keys import EXCHANGE, HOLDER, METER, POOL
@@ -209,6 +210,9 @@ def build_app(
     app.router.add_get("/v1/models", proxy.list_models)
     app.router.add_get("/v1/prompts", prompts_api.list_prompts)
     app.router.add_get("/v1/prompts/{name}", prompts_api.show_prompt)
+    app.router.add_post("/v1/feedback", experiments_api.post_feedback)
+    app.router.add_get("/v1/experiments", experiments_api.list_experiments)
+    app.router.add_get("/v1/experiments/{name}", experiments_api.experiment_report)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)

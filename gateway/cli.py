@@ -172,6 +172,12 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return prompts_main(args, prompts_dir(args.prompts))
 
 
+def cmd_ab(args: argparse.Namespace) -> int:
+    from gateway.experiments.cli import main as ab_main
+
+    return ab_main(args, _policies_dir(args.policies), state_dir(args.state_dir), args.ledger)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gateway.bench.run import main as bench_main
 
@@ -214,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prompt_arguments(p)
     p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser("ab", help="A/B experiments: report NAME, power")
+    from gateway.experiments.cli import add_arguments as add_ab_arguments
+
+    add_ab_arguments(p)
+    p.set_defaults(func=cmd_ab)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

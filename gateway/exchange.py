@@ -121,6 +121,7 @@ class Exchange:
     reservation: Any = None  # what the rate limiter counted for this request, settled at the end
     metered: bool = False  # metering on for the policy set this request started with
     prompt: Any = None  # the RenderedPrompt used, when the request named one
+    experiment: Any = None  # the experiments.assign.Assignment, when the request took part in one
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------
@@ -163,6 +164,8 @@ class Exchange:
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-gateway-request-id": self.id, "x-gateway-overhead-ms": f"{self.overhead_ms():.3f}"}
+        if self.experiment is not None:
+            headers["x-gateway-experiment"] = f"{self.experiment.experiment}={self.experiment.variant.name}"
         if self.usage is not None:
             headers["x-gateway-cost-usd"] = "unknown" if self.cost_usd is None else f"{self.cost_usd:.8f}"
         return headers
@@ -186,6 +189,8 @@ class Exchange:
             ]
         if self.prompt is not None:
             info["prompt"] = self.prompt.record()
+        if self.experiment is not None:
+            info["experiment"] = self.experiment.record()
         if self.stream_error:
             info["stream_error"] = self.stream_error
         if self.usage is not None:

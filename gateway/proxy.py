@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from aiohttp import web
 from gateway.checks.base import Action, OutputSegment
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
+from gateway.experiments.assign import unit_of
 from gateway.keys import EXCHANGE, HOLDER, METER
 from gateway.pipeline import Pipeline
 from gateway.routing import Route
@@ -51,7 +53,9 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
     body = ex.body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
     options = ex.options = pop_gateway_options(body)
-    if options.prompt is not None:
+    if rt.experiments and endpoint == "chat.completions":
+        apply_experiment(ex, rt, request)
+    if ex.options.prompt is not None:
         apply_prompt(ex, rt)
     (validate_chat if endpoint == "chat.completions" else validate_embeddings)(body)
     if options.mock and (problem := validate_overrides(options.mock)):
@@ -65,6 +69,33 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     pipeline = rt.pipelines[principal.policy]
     await pipeline.run_request(ex)
     return rt, ex, route, pipeline
+
+
+def apply_experiment(ex: Exchange, rt: Runtime, request: web.Request) -> None:
+    """Assign the request to the first active experiment it matches (a request takes part in at most
+    one), and apply the variant's overrides: model, prompt version/label, parameters."""
+    prompt = ex.options.prompt
+    candidates = rt.experiments_for(ex.body.get("model"), prompt.name if prompt else None)
+    if not candidates:
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    for splitter in candidates:
+        if not splitter.active(now):
+            continue
+        unit = unit_of(splitter.exp.unit, request.headers, ex.body, ex.options.user_id, ex.key_name)
+        if unit is None:
+            continue  # no unit id, no assignment: served as the client asked, recorded without experiment
+        assignment = splitter.assign(unit)
+        variant = assignment.variant
+        if variant.model is not None:
+            ex.body["model"] = variant.model
+        if variant.prompt is not None and prompt is not None:
+            ex.options = ex.options.model_copy(update={"prompt": prompt.model_copy(
+                update={"version": variant.prompt.version, "label": variant.prompt.label})})
+        ex.body.update(variant.params)
+        ex.experiment = assignment
+        request.app[METER].remember_assignment(ex.id, assignment)
+        return
 
 
 def apply_prompt(ex: Exchange, rt: Runtime) -> None:

@@ -16,8 +16,10 @@ from pydantic import ValidationError
 
 from gateway.auth import KeyRing, Principal, hash_key
 from gateway.config.gateway_file import GatewayFile, ServerSettings
-from gateway.config.yamlfile import load_yaml
-from gateway.errors import PolicyError
+from gateway.config.yamlfile import dotted, load_yaml
+from gateway.errors import GatewayError, PolicyError
+from gateway.experiments.assign import Splitter
+from gateway.experiments.config import ExperimentsFile
 from gateway.metering.limits import Limits, Scope
 from gateway.metering.pricing import PriceTable, PricingFile
 from gateway.prompts.registry import Registry, load_registry
@@ -32,8 +34,9 @@ log = logging.getLogger("gateway.runtime")
 
 GATEWAY_FILE = "gateway.yaml"
 PRICING_FILE = "pricing.yaml"
+EXPERIMENTS_FILE = "experiments.yaml"
 # Files in policies/ that are not guardrail policies (later issues add pricing.yaml and friends).
-NOT_POLICIES = frozenset({GATEWAY_FILE, "pricing.yaml"})
+NOT_POLICIES = frozenset({GATEWAY_FILE, PRICING_FILE, EXPERIMENTS_FILE})
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class Runtime:
     fingerprint: dict[str, float]  # file -> mtime, to notice edits
     prices: PriceTable
     prompts: Registry
+    experiments: dict[str, Splitter] = field(default_factory=dict)
     metering: bool = True
     warnings: list[str] = field(default_factory=list)
     loaded_at: float = field(default_factory=time.time)
@@ -57,6 +61,11 @@ class Runtime:
                 await warm()
         for pipeline in self.pipelines.values():
             await pipeline.warm()
+
+    def experiments_for(self, model: object, prompt: str | None) -> list[Splitter]:
+        """Experiments a request takes part in candidacy for, in file order (the first active one wins)."""
+        return [s for s in self.experiments.values()
+                if (isinstance(model, str) and model in s.exp.models) or (prompt is not None and prompt in s.exp.prompts)]
 
     def limit_scopes(self, principal: Principal) -> tuple[Scope, ...]:
         return principal.scopes
@@ -198,11 +207,58 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True,
                                    scopes=scopes("key", "open-mode", gw.open_mode.limits, None, ("open_mode",)))
 
+    experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
+                                    gw.metering.enabled, problems)
     if problems:
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
-                   prices, prompts, gw.metering.enabled, warnings)
+                   prices, prompts, experiments, gw.metering.enabled, warnings)
+
+
+def _load_experiments(path: Path, models: set[str], prompts: Registry, metering: bool,
+                      problems: list[str]) -> dict[str, Splitter]:
+    if not path.is_file():
+        return {}
+    try:
+        doc = load_yaml(path)
+        parsed = ExperimentsFile.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as e:
+        problems.extend(doc.problems(e))
+        return {}
+    except ValueError as e:
+        problems.append(str(e))
+        return {}
+    out: dict[str, Splitter] = {}
+    for i, exp in enumerate(parsed.experiments):
+        def bad(loc: tuple, message: str) -> None:
+            full = ("experiments", i, *loc)
+            problems.append(f"{doc.where(full)}: {dotted(full)}: {message}")
+
+        if exp.name in out:
+            bad(("name",), f"duplicate experiment {exp.name!r}")
+        if not metering:
+            bad((), "experiments are recorded in the ledger: they need metering (metering.enabled is false)")
+        for j, model in enumerate(exp.models):
+            if model not in models:
+                bad(("models", j), f"unknown model {model!r}; models: {', '.join(sorted(models))}")
+        for j, name in enumerate(exp.prompts):
+            if name not in prompts.versions:
+                bad(("prompts", j), f"unknown prompt {name!r}; prompts: {', '.join(sorted(prompts.versions)) or '(none)'}")
+        for j, v in enumerate(exp.variants):
+            if v.model is not None and v.model not in models:
+                bad(("variants", j, "model"), f"unknown model {v.model!r}; models: {', '.join(sorted(models))}")
+            if v.prompt is not None:
+                if not exp.prompts:
+                    bad(("variants", j, "prompt"), "a prompt override needs the experiment's `prompts:` list")
+                for name in exp.prompts:
+                    if name in prompts.versions:
+                        try:
+                            prompts.resolve(name, v.prompt.version, v.prompt.label)
+                        except GatewayError as e:
+                            bad(("variants", j, "prompt"), e.message)
+        out[exp.name] = Splitter(exp)
+    return out
 
 
 def _load_prices(path: Path, upstream_names: set[str], problems: list[str], warnings: list[str]) -> PriceTable:

@@ -28,7 +28,9 @@ COLUMNS = (
     "prompt_name", "prompt_version", "prompt_hash", "stream", "status", "error",
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
     "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
+    "experiment", "variant", "unit_hash",
 )
+FEEDBACK_COLUMNS = ("dedup_key", "metric", "ts", "experiment", "variant", "unit_hash", "value")
 
 # Rollup dimensions of usage_hourly and how each is read from a raw row.
 _DIMENSIONS = (
@@ -91,9 +93,41 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
                   for dim, expr in _DIMENSIONS),
+    # v3: A/B experiments. Requests record their experiment, variant and a hash of the unit id (never
+    # the id itself). Feedback is idempotent per (request or unit, metric): a repeat is ignored, and
+    # the per-unit rollup (kept by a trigger, so ignored repeats never count) makes reports read units
+    # rather than every outcome row.
+    """
+    ALTER TABLE requests ADD COLUMN experiment TEXT;
+    ALTER TABLE requests ADD COLUMN variant TEXT;
+    ALTER TABLE requests ADD COLUMN unit_hash TEXT;
+    CREATE INDEX requests_experiment ON requests(experiment, unit_hash) WHERE experiment IS NOT NULL;
+    CREATE INDEX requests_request_id ON requests(request_id);
+    CREATE TABLE feedback (
+        dedup_key TEXT NOT NULL,        -- the request id, or unit:<experiment>:<unit hash>
+        metric TEXT NOT NULL,
+        ts REAL NOT NULL,
+        experiment TEXT NOT NULL, variant TEXT NOT NULL, unit_hash TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (dedup_key, metric)
+    ) WITHOUT ROWID;
+    CREATE TABLE feedback_units (
+        experiment TEXT NOT NULL, metric TEXT NOT NULL, variant TEXT NOT NULL, unit_hash TEXT NOT NULL,
+        n INTEGER NOT NULL, total REAL NOT NULL, max_value REAL NOT NULL, first_ts REAL NOT NULL,
+        PRIMARY KEY (experiment, metric, variant, unit_hash)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER feedback_rollup AFTER INSERT ON feedback BEGIN
+        INSERT INTO feedback_units VALUES (NEW.experiment, NEW.metric, NEW.variant, NEW.unit_hash, 1, NEW.value,
+                                           NEW.value, NEW.ts)
+        ON CONFLICT (experiment, metric, variant, unit_hash) DO UPDATE SET
+            n = n + 1, total = total + excluded.total, max_value = max(max_value, excluded.max_value);
+    END;
+    """,
 ]
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT_FEEDBACK = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
 # The rollup is computed by SQLite itself over the rows just inserted (by rowid range): done in
 # Python it would hold the GIL for milliseconds per batch and stall the event loop.
 _ROLLUP = [
@@ -111,9 +145,20 @@ _ROLLUP = [
 _CHUNK = 64
 
 
-def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert raw rows and their rollup in one transaction."""
+class _Feedback(tuple):
+    """Marks a feedback row in the shared queue (request rows are plain tuples)."""
+
+    __slots__ = ()
+
+
+def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]],
+               feedback: Sequence[Sequence[Any]] = ()) -> None:
+    """Insert raw rows and their rollup (and feedback) in one transaction."""
     with conn:
+        if feedback:
+            conn.executemany(_INSERT_FEEDBACK, feedback)
+        if not rows:
+            return
         first = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]) + 1
         for i in range(0, len(rows), _CHUNK):
             conn.executemany(_INSERT, rows[i:i + _CHUNK])
@@ -175,6 +220,10 @@ class Ledger:
     def record(self, row: Sequence[Any]) -> None:
         self._queue.put(row)
 
+    def record_feedback(self, row: Sequence[Any]) -> None:
+        """A FEEDBACK_COLUMNS tuple; a repeat of (dedup_key, metric) is ignored when written."""
+        self._queue.put(_Feedback(row))
+
     def pending(self) -> int:
         """Rows queued but not yet committed (approximate)."""
         return self._queue.qsize() + self._unwritten
@@ -195,22 +244,27 @@ class Ledger:
         # would cost a GIL hand-off and a context switch for every request.
         conn: sqlite3.Connection | None = None
         pending: deque[Sequence[Any]] = deque()
+        feedback: list[Sequence[Any]] = []
         backoff = 0.0
         shutdown_tries = 0
         while True:
             stopping = self._stop.wait(backoff or self.flush_interval_s)
             try:
                 while True:
-                    pending.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
+                    (feedback if isinstance(item, _Feedback) else pending).append(item)
             except queue.Empty:
                 pass
             while len(pending) > self.max_pending:
                 pending.popleft()
                 self.dropped += 1
-            if pending:
+            if pending or feedback:
                 try:
                     if conn is None:
                         conn = connect(self.path)
+                    if feedback:
+                        write_rows(conn, (), feedback)
+                        feedback.clear()
                     while pending:
                         batch = [pending[i] for i in range(min(len(pending), self.batch_rows))]
                         write_rows(conn, batch)
@@ -225,7 +279,7 @@ class Ledger:
                     self.last_error = None
                 except (sqlite3.Error, OSError) as e:
                     self.write_errors += 1
-                    self._unwritten = len(pending)
+                    self._unwritten = len(pending) + len(feedback)
                     self._on_error()
                     if self.last_error != str(e):
                         log.error("ledger write to %s failed (%s); %d rows kept in memory, retrying",
@@ -241,7 +295,7 @@ class Ledger:
                             log.error("shutting down with %d ledger rows unwritten: %s", len(pending), e)
                             break
                         backoff = 1.0
-            if stopping and not pending:
+            if stopping and not pending and not feedback:
                 break
         if conn is not None:
             conn.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,6 +31,16 @@ class Meter:
         self.counters = counters
         self.ledger = ledger
         self._warned_unpriced: set[str] = set()
+        # Recent experiment assignments by request id, so feedback that arrives before the ledger row
+        # is written (it is written up to one flush interval later) still finds its variant.
+        self.recent_assignments: OrderedDict[str, Any] = OrderedDict()
+
+    def remember_assignment(self, request_id: str, assignment: Any) -> None:
+        recent = self.recent_assignments
+        recent[request_id] = assignment
+        recent[(assignment.experiment, assignment.unit_hash)] = assignment
+        while len(recent) > 400_000:
+            recent.popitem(last=False)
 
     # ---- before the call -------------------------------------------------------------------------
     async def admit(self, ex: Exchange, rt: Runtime, principal: Principal) -> None:
@@ -147,4 +158,6 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
         u.source if u else "none",
         ex.cost_usd if u else (0.0 if served is None else None), ex.price_key,
         round(elapsed_ms, 3), round(ex.upstream_ms, 3), round(ex.overhead_ms(), 3), len(ex.attempts), verdicts,
+        *((ex.experiment.experiment, ex.experiment.variant.name, ex.experiment.unit_hash)
+          if ex.experiment is not None else (None, None, None)),
     )

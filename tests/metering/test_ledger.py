@@ -126,9 +126,10 @@ def test_migration_backfills_rollup_from_existing_rows(tmp_path):
     path = tmp_path / "l.db"
     conn = sqlite3.connect(path)
     conn.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")  # a v1 ledger
-    from gateway.metering.ledger import _INSERT
+    v1 = COLUMNS[:COLUMNS.index("experiment")]  # the columns a v1 ledger has
     with conn:
-        conn.executemany(_INSERT, [row(i, ts=1_790_000_000 + i) for i in range(10)])
+        conn.executemany(f"INSERT INTO requests ({', '.join(v1)}) VALUES ({', '.join('?' * len(v1))})",
+                         [row(i, ts=1_790_000_000 + i)[:len(v1)] for i in range(10)])
     conn.close()
     conn = connect(path)  # migrates to the current version
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

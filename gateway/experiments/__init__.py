@@ -1,0 +1,1 @@
+"""A/B experiments: declared in `policies/experiments.yaml`, assigned in the gateway, analysed offline."""

@@ -1,0 +1,128 @@
+"""`gateway ab report` and `GET /v1/experiments/{name}`: aggregate in SQL, analyse in numpy/scipy."""
+
+from __future__ import annotations
+
+import html
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.experiments.analysis import MetricData, analyse
+from gateway.experiments.config import Experiment
+from gateway.metering.ledger import connect
+from gateway.stats.ab import Summary
+
+# Request-level metrics every LLM experiment gets from the ledger, next to its declared outcomes:
+# (name, SQL expression per request, kind, higher is better)
+BUILTIN = [
+    ("error_rate", "status >= 500", "proportion", False),
+    ("guardrail_block_rate", "COALESCE(verdicts LIKE '%\"block\"%', 0)", "proportion", False),
+    ("latency_ms", "latency_ms", "mean", False),
+    ("cost_usd", "cost_usd", "mean", False),
+    ("tokens", "input_tokens + output_tokens", "mean", False),
+]
+
+
+def build_report(ledger: Path, exp: Experiment, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    if not ledger.exists():
+        return analyse(exp, [], {}, 0.0)
+    conn = connect(ledger, readonly=True)
+    try:
+        units, first_ts = _units(conn, exp.name)
+        metrics = [_feedback_metric(conn, exp, name, units) for name in exp.metrics]
+        metrics += _builtin(conn, exp.name)
+    except sqlite3.OperationalError as e:
+        raise ValueError(f"{ledger}: not a usable gateway ledger ({e})") from None
+    finally:
+        conn.close()
+    days = (now - first_ts) / 86400 if first_ts else 0.0
+    return analyse(exp, metrics, units, days)
+
+
+def _units(conn: sqlite3.Connection, experiment: str) -> tuple[dict[str, int], float | None]:
+    rows = conn.execute("SELECT variant, COUNT(DISTINCT unit_hash), MIN(ts) FROM requests WHERE experiment = ? "
+                        "GROUP BY variant", (experiment,)).fetchall()
+    return {v: n for v, n, _ in rows}, min((ts for _, _, ts in rows), default=None)
+
+
+def _feedback_metric(conn: sqlite3.Connection, exp: Experiment, name: str, units: dict[str, int]) -> MetricData:
+    spec = exp.metrics[name]
+    per_variant = {}
+    if spec.type == "proportion":
+        # A unit converted if any of its outcomes was 1; units without feedback count as 0.
+        rows = conn.execute("SELECT variant, SUM(max_value >= 1) FROM feedback_units WHERE experiment = ? AND "
+                            "metric = ? GROUP BY variant", (exp.name, name)).fetchall()
+        successes = dict(rows)
+        for variant, n in units.items():
+            if n:
+                per_variant[variant] = Summary.proportion(min(int(successes.get(variant, 0)), n), n)
+    else:
+        # A unit's value is the mean of its outcomes; units that gave none are not counted.
+        rows = conn.execute("SELECT variant, COUNT(*), SUM(total / n), SUM((total / n) * (total / n)) "
+                            "FROM feedback_units WHERE experiment = ? AND metric = ? GROUP BY variant",
+                            (exp.name, name)).fetchall()
+        per_variant = {v: Summary.from_sums(n, s, sq) for v, n, s, sq in rows}
+    return MetricData(name, spec.type, spec.higher_is_better, per_variant, "feedback")
+
+
+def _builtin(conn: sqlite3.Connection, experiment: str) -> list[MetricData]:
+    select = ", ".join(f"COUNT({expr}), SUM({expr}), SUM(({expr}) * ({expr}))" for _, expr, _, _ in BUILTIN)
+    rows = conn.execute(f"SELECT variant, {select} FROM requests WHERE experiment = ? GROUP BY variant",
+                        (experiment,)).fetchall()
+    out = []
+    for i, (name, _, kind, higher) in enumerate(BUILTIN):
+        per_variant = {}
+        for row in rows:
+            n, total, total_sq = row[1 + 3 * i: 4 + 3 * i]
+            if n:
+                per_variant[row[0]] = (Summary.proportion(int(total), n) if kind == "proportion"
+                                       else Summary.from_sums(n, total, total_sq))
+        out.append(MetricData(name, kind, higher, per_variant, "ledger"))
+    return out
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2, default=float)
+    if fmt == "html":
+        return _html(report)
+    lines = [f"Experiment {report['experiment']} - control {report['control']}, {report['days_running']} day(s) of data"]
+    lines.append("  ".join(f"{v['name']}: {v['units']:,} units" + (" (removed)" if v["removed"] else "")
+                           for v in report["variants"]))
+    srm = report["srm"]
+    lines.append(f"Sample ratio: p = {srm['p_value']:.3g} ({'MISMATCH' if srm['mismatch'] else 'ok'})")
+    lines.append("")
+    header = f"{'metric':<22}{'variant':<12}{'control':>12}{'treatment':>12}{'lift':>9}{'lift 95% CI':>21}" \
+             f"{'p':>9}{'p always':>10}{'P(better)':>10}"
+    lines.append(header)
+    for r in report["comparisons"]:
+        if r["status"] != "ok":
+            lines.append(f"{r['metric']:<22}{r['variant']:<12}{'(not enough data)':>24}")
+            continue
+        lo, hi = r["lift_ci"]
+        lines.append(f"{r['metric']:<22}{r['variant']:<12}{r['control']['mean']:>12.4g}{r['treatment']['mean']:>12.4g}"
+                     f"{r['lift']:>+9.1%}{f'[{lo:+.1%}, {hi:+.1%}]':>21}{r['p_value_holm']:>9.3g}"
+                     f"{r['always_valid_p_holm']:>10.3g}{r['chance_to_beat_control']:>10.1%}")
+    lines += ["", "p: fixed-horizon, Holm-adjusted (valid only at a planned end); p always: always-valid "
+              "(mSPRT), Holm-adjusted - safe to read at any time.", ""]
+    lines += [f"Decision: {d}" for d in report["decision"]]
+    return "\n".join(lines)
+
+
+def _html(report: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(r['metric'])}</td><td>{html.escape(r['variant'])}</td>"
+        + ("<td colspan=6>not enough data</td>" if r["status"] != "ok" else
+           f"<td>{r['control']['mean']:.4g}</td><td>{r['treatment']['mean']:.4g}</td><td>{r['lift']:+.1%} "
+           f"[{r['lift_ci'][0]:+.1%}, {r['lift_ci'][1]:+.1%}]</td><td>{r['p_value_holm']:.3g}</td>"
+           f"<td>{r['always_valid_p_holm']:.3g}</td><td>{r['chance_to_beat_control']:.1%}</td>") + "</tr>"
+        for r in report["comparisons"])
+    decision = "".join(f"<li>{html.escape(d)}</li>" for d in report["decision"])
+    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(report['experiment'])}</title>"
+            "<style>body{font:14px system-ui;margin:2em}td,th{padding:4px 10px;border-bottom:1px solid #ddd}</style>"
+            f"<h1>Experiment {html.escape(report['experiment'])}</h1><ul>{decision}</ul>"
+            "<table><tr><th>metric</th><th>variant</th><th>control</th><th>treatment</th><th>lift (95% CI)</th>"
+            f"<th>p (Holm)</th><th>p always-valid (Holm)</th><th>P(better)</th></tr>{rows}</table>")
