@@ -39,6 +39,7 @@ upstreams:
     max_connections: 1000
 models:
   bench: {{targets: [{{upstream: upstream, model: "{target}"}}], retries: 0}}
+  bench-exp: {{targets: [{{upstream: upstream, model: "{target}"}}], retries: 0}}
 open_mode: {{policy: {policy}}}
 server: {{max_body_mb: 8}}
 metering: {{enabled: {metering}}}
@@ -52,6 +53,13 @@ variables:
 messages:
   - {role: system, content: "You are a {{ tone }} assistant."}
   - {role: user, content: "{{ question }}"}
+"""
+BENCH_EXPERIMENTS_YAML = """
+experiments:
+  - name: bench-split
+    models: [bench-exp]
+    unit: header:x-user-id
+    variants: [{name: control, weight: 0.5}, {name: treatment, weight: 0.5, params: {temperature: 0.5}}]
 """
 BENCH_PRICING_YAML = """
 models: {}
@@ -120,6 +128,8 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
         (policies / "gateway.yaml").write_text(BENCH_GATEWAY_YAML.format(
             upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower()))
         (policies / "pricing.yaml").write_text(BENCH_PRICING_YAML)
+        if metering:
+            (policies / "experiments.yaml").write_text(BENCH_EXPERIMENTS_YAML)
         prompts = _bench_prompts(work / f"proc-{name}" / "prompts")
         ports[name] = procs.free_port()
         proc = procs.spawn(["-m", "gateway", "serve", "--policies", str(policies), "--port", str(ports[name]),
@@ -152,6 +162,10 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
     urls["gw+prompt"], pids["gw+prompt"], headers["gw+prompt"] = urls["gateway"], pids["gateway"], headers["gateway"]
     bodies["gw+prompt"] = orjson.dumps({"model": "prompt", "messages": [],
                                         "gateway": {"prompt": {"name": "bench", "variables": {"question": PROMPT}}}})
+    # ...and on a model under a 50/50 experiment (unit: the x-user-id header): the cost of assignment.
+    urls["gw+exp"], pids["gw+exp"] = urls["gateway"], pids["gateway"]
+    headers["gw+exp"] = {**headers["gateway"], "x-user-id": "bench-user-42"}
+    bodies["gw+exp"] = orjson.dumps({"model": "bench-exp", "messages": [{"role": "user", "content": PROMPT}]})
     stream_bodies = {name: orjson.dumps({**orjson.loads(b), "stream": True}) for name, b in bodies.items()}
 
     try:
@@ -168,7 +182,8 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
                      "policy": args.policy_file or "none (no checks)",
                      "gateway": "metering on (ledger, prices, /metrics)",
                      "gw-no-meter": "the same gateway with metering.enabled: false",
-                     "gw+prompt": "the metered gateway, requests naming a published prompt"},
+                     "gw+prompt": "the metered gateway, requests naming a published prompt",
+                     "gw+exp": "the metered gateway, requests on a model under a 50/50 experiment"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
                     "peak_rss_mb": round(procs.rss_mb(gw.pid, "VmHWM"), 1)},
         **measured,
@@ -322,6 +337,9 @@ def verdicts(r: dict[str, Any]) -> list[str]:
             x = row["gateway"]["rps"] / LITELLM_REFERENCE["rps_c16"]
             check(x >= 20, f"c=16: {x:.0f}x LiteLLM's {LITELLM_REFERENCE['rps_c16']:.0f} RPS (the issue's figure; "
                            "pass --litellm to measure it in this run) >= 20x")
+    if "gw+exp" in r["added_sequential_ms"]:
+        d = r["added_sequential_ms"]["gw+exp"]["p50"] - a["p50"]
+        check(d <= 0.1, f"experiment assignment adds {d:.3f} ms p50 (gw+exp vs gateway) <= 0.1 ms (issue #7)")
     if "gw+prompt" in r["added_sequential_ms"]:
         d = r["added_sequential_ms"]["gw+prompt"]["p50"] - a["p50"]
         check(d <= 0.2, f"rendering a prompt adds {d:.3f} ms p50 (gw+prompt vs gateway) <= 0.2 ms (issue #4)")

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from gateway.config.yamlfile import load_yaml
 from gateway.experiments.config import ExperimentsFile
-from gateway.stats import power
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +63,8 @@ def main(args: argparse.Namespace, policies: Path, state: Path, ledger: str | No
 
 
 def _power(args: argparse.Namespace) -> int:
+    from gateway.stats import power  # scipy: imported only when needed, `gateway serve` starts without it
+
     target = args.baseline * (1 + args.mde)
     try:
         if args.sd is None:

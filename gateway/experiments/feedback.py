@@ -93,8 +93,8 @@ async def _by_unit(meter: Any, experiment: str, uh: str) -> str:
     if found is not None:
         return found.variant.name
     row = await asyncio.to_thread(_query, meter.ledger.path,
-                                  "SELECT variant FROM requests WHERE experiment = ? AND unit_hash = ? "
-                                  "ORDER BY ts DESC LIMIT 1", (experiment, uh))
+                                  "SELECT variant FROM experiment_units WHERE experiment = ? AND unit_hash = ? "
+                                  "ORDER BY first_ts DESC LIMIT 1", (experiment, uh))
     if row is None:
         raise NotFound(f"Unit never took part in experiment {experiment!r}.", code="unit_not_found")
     return row[0]

@@ -15,13 +15,13 @@ from gateway.metering.ledger import connect
 from gateway.stats.ab import Summary
 
 # Request-level metrics every LLM experiment gets from the ledger, next to its declared outcomes:
-# (name, SQL expression per request, kind, higher is better)
+# (name, kind, lower is better, experiment_stats columns: count, sum, sum of squares)
 BUILTIN = [
-    ("error_rate", "status >= 500", "proportion", False),
-    ("guardrail_block_rate", "COALESCE(verdicts LIKE '%\"block\"%', 0)", "proportion", False),
-    ("latency_ms", "latency_ms", "mean", False),
-    ("cost_usd", "cost_usd", "mean", False),
-    ("tokens", "input_tokens + output_tokens", "mean", False),
+    ("error_rate", "proportion", ("n", "errors", None)),
+    ("guardrail_block_rate", "proportion", ("n", "blocks", None)),
+    ("latency_ms", "mean", ("n", "latency_sum", "latency_sq")),
+    ("cost_usd", "mean", ("cost_n", "cost_sum", "cost_sq")),
+    ("tokens", "mean", ("n", "tokens_sum", "tokens_sq")),
 ]
 
 
@@ -43,7 +43,7 @@ def build_report(ledger: Path, exp: Experiment, now: float | None = None) -> dic
 
 
 def _units(conn: sqlite3.Connection, experiment: str) -> tuple[dict[str, int], float | None]:
-    rows = conn.execute("SELECT variant, COUNT(DISTINCT unit_hash), MIN(ts) FROM requests WHERE experiment = ? "
+    rows = conn.execute("SELECT variant, COUNT(*), MIN(first_ts) FROM experiment_units WHERE experiment = ? "
                         "GROUP BY variant", (experiment,)).fetchall()
     return {v: n for v, n, _ in rows}, min((ts for _, _, ts in rows), default=None)
 
@@ -69,18 +69,17 @@ def _feedback_metric(conn: sqlite3.Connection, exp: Experiment, name: str, units
 
 
 def _builtin(conn: sqlite3.Connection, experiment: str) -> list[MetricData]:
-    select = ", ".join(f"COUNT({expr}), SUM({expr}), SUM(({expr}) * ({expr}))" for _, expr, _, _ in BUILTIN)
-    rows = conn.execute(f"SELECT variant, {select} FROM requests WHERE experiment = ? GROUP BY variant",
-                        (experiment,)).fetchall()
+    conn.row_factory = sqlite3.Row
+    rows = conn.execute("SELECT * FROM experiment_stats WHERE experiment = ?", (experiment,)).fetchall()
     out = []
-    for i, (name, _, kind, higher) in enumerate(BUILTIN):
+    for name, kind, (count, total, total_sq) in BUILTIN:
         per_variant = {}
         for row in rows:
-            n, total, total_sq = row[1 + 3 * i: 4 + 3 * i]
+            n = row[count]
             if n:
-                per_variant[row[0]] = (Summary.proportion(int(total), n) if kind == "proportion"
-                                       else Summary.from_sums(n, total, total_sq))
-        out.append(MetricData(name, kind, higher, per_variant, "ledger"))
+                per_variant[row["variant"]] = (Summary.proportion(int(row[total]), n) if kind == "proportion"
+                                               else Summary.from_sums(n, row[total], row[total_sq]))
+        out.append(MetricData(name, kind, False, per_variant, "ledger"))
     return out
 
 

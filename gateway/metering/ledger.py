@@ -123,6 +123,48 @@ MIGRATIONS: list[str] = [
             n = n + 1, total = total + excluded.total, max_value = max(max_value, excluded.max_value);
     END;
     """,
+    # v4: per-experiment rollups kept by a trigger on each request row, so a report reads two rows per
+    # variant and one per unit instead of scanning every request of the experiment.
+    """
+    CREATE TABLE experiment_units (
+        experiment TEXT NOT NULL, variant TEXT NOT NULL, unit_hash TEXT NOT NULL, first_ts REAL NOT NULL,
+        PRIMARY KEY (experiment, variant, unit_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX experiment_units_by_unit ON experiment_units(experiment, unit_hash);
+    DROP INDEX requests_experiment;  -- v3's unit lookup index: experiment_units serves it now
+    CREATE TABLE experiment_stats (
+        experiment TEXT NOT NULL, variant TEXT NOT NULL,
+        n INTEGER NOT NULL, errors INTEGER NOT NULL, blocks INTEGER NOT NULL,
+        latency_sum REAL NOT NULL, latency_sq REAL NOT NULL,
+        cost_n INTEGER NOT NULL, cost_sum REAL NOT NULL, cost_sq REAL NOT NULL,
+        tokens_sum REAL NOT NULL, tokens_sq REAL NOT NULL,
+        PRIMARY KEY (experiment, variant)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER requests_experiment_rollup AFTER INSERT ON requests WHEN NEW.experiment IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO experiment_units VALUES (NEW.experiment, NEW.variant, NEW.unit_hash, NEW.ts);
+        INSERT INTO experiment_stats VALUES (
+            NEW.experiment, NEW.variant, 1, NEW.status >= 500, COALESCE(NEW.verdicts LIKE '%"block"%', 0),
+            COALESCE(NEW.latency_ms, 0), COALESCE(NEW.latency_ms * NEW.latency_ms, 0),
+            NEW.cost_usd IS NOT NULL, COALESCE(NEW.cost_usd, 0), COALESCE(NEW.cost_usd * NEW.cost_usd, 0),
+            NEW.input_tokens + NEW.output_tokens,
+            (NEW.input_tokens + NEW.output_tokens) * (NEW.input_tokens + NEW.output_tokens))
+        ON CONFLICT (experiment, variant) DO UPDATE SET
+            n = n + 1, errors = errors + excluded.errors, blocks = blocks + excluded.blocks,
+            latency_sum = latency_sum + excluded.latency_sum, latency_sq = latency_sq + excluded.latency_sq,
+            cost_n = cost_n + excluded.cost_n, cost_sum = cost_sum + excluded.cost_sum,
+            cost_sq = cost_sq + excluded.cost_sq, tokens_sum = tokens_sum + excluded.tokens_sum,
+            tokens_sq = tokens_sq + excluded.tokens_sq;
+    END;
+    INSERT OR IGNORE INTO experiment_units
+        SELECT experiment, variant, unit_hash, MIN(ts) FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2, 3;
+    INSERT INTO experiment_stats
+        SELECT experiment, variant, COUNT(*), SUM(status >= 500), SUM(COALESCE(verdicts LIKE '%"block"%', 0)),
+               SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
+               COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
+               SUM(input_tokens + output_tokens),
+               SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
+        FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
+    """,
 ]
 
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
