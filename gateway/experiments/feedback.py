@@ -23,6 +23,7 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.experiments.assign import unit_hash
 from gateway.keys import HOLDER, METER
 from gateway.metering.ledger import connect
+from gateway.proxy import read_body
 from gateway.runtime import Runtime
 from gateway.validation import parse_json
 
@@ -36,7 +37,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     if meter.ledger is None or not rt.metering:
         raise GatewayError("Feedback is stored in the usage ledger, which is off on this gateway.", status=503,
                            code="ledger_unavailable")
-    body = parse_json(await request.read())
+    body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidRequest(f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}.")
