@@ -1,0 +1,410 @@
+"""Data drift between a reference and a current window, per column and for the dataset. Pure numpy/scipy.
+
+Per numeric column: PSI over 10 reference-quantile bins, KL(current || reference) over the same bins,
+Jensen-Shannon distance (base 2, in [0, 1]), Wasserstein-1 distance divided by the reference standard
+deviation, and the two-sample KS test (statistic D and p-value). Per categorical column: chi-square
+(contingency test of reference vs current counts by default - both are samples; goodness-of-fit
+against the reference proportions on request), Cramer's V, JS distance and PSI over categories.
+Categories never seen in the reference are pooled into one `<unseen>` category.
+
+Empty bins: proportions are clipped to at least EPS = 1e-4 and renormalised before PSI and KL, so
+an empty bin adds a large but finite term instead of infinity.
+
+Automatic choice per column (the decisive test; every other metric is reported too):
+  numeric,     current n <= 1000:  KS test, drift if the Holm-adjusted p < alpha; effect size D
+  numeric,     current n >  1000:  Wasserstein / reference std >= 0.1
+  categorical, current n <= 1000:  chi-square contingency, drift if the Holm-adjusted p < alpha;
+                                   effect size Cramer's V
+  categorical, current n >  1000:  JS distance >= 0.1
+Large samples make p-values flag trivial shifts, so they are decided by effect sizes. Any column
+can name its own test and threshold. Dataset drift: the share of drifted columns >= a threshold
+(default 0.5). p-value tests are corrected for multiple testing across columns (Holm by default, or
+Benjamini-Hochberg).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from gateway.stats.ab import benjamini_hochberg, holm
+
+EPS = 1e-4
+N_BINS = 10
+N_QUANTILES = 1001
+N_HIST = 30
+SMALL_SAMPLE = 1000
+EXACT_KS_MAX_N = 10_000  # scipy's own switch from the exact to the asymptotic KS distribution
+UNSEEN = "<unseen>"
+TESTS = ("ks", "wasserstein", "psi", "kl", "js", "chi2", "chi2_gof")
+P_VALUE_TESTS = ("ks", "chi2", "chi2_gof")
+DEFAULT_THRESHOLDS = {"ks": 0.05, "chi2": 0.05, "chi2_gof": 0.05, "wasserstein": 0.1, "js": 0.1, "psi": 0.2,
+                      "kl": 0.1}
+
+
+# ---- fitted reference ---------------------------------------------------------------------------
+@dataclass
+class NumericRef:
+    n: int
+    n_missing: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    edges: list[float]  # interior bin edges (reference quantiles)
+    props: list[float]  # reference share per bin
+    quantiles: list[float]  # N_QUANTILES points of the reference distribution (a quantile sketch)
+    hist_edges: list[float]  # equal-width bins for pictures
+    hist_props: list[float]
+    kind: Literal["numeric"] = "numeric"
+
+
+@dataclass
+class CategoricalRef:
+    n: int
+    n_missing: int
+    counts: dict[str, int]
+    kind: Literal["categorical"] = "categorical"
+
+
+@dataclass
+class Profile:
+    """A fitted reference: what monitoring needs, without the reference data."""
+
+    columns: dict[str, NumericRef | CategoricalRef]
+    rows: int
+    content_hash: str
+    source: str
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    version: int = 1
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return {name: c.kind for name, c in self.columns.items()}
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), separators=(",", ":")), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("version") != 1:
+            raise ValueError(f"{path}: unknown profile version {data.get('version')!r}")
+        columns = {name: (NumericRef if c["kind"] == "numeric" else CategoricalRef)(**c)
+                   for name, c in data.pop("columns").items()}
+        return cls(columns=columns, **data)
+
+
+def fingerprint(columns: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(columns):
+        h.update(name.encode())
+        a = columns[name]
+        h.update(a.tobytes() if a.dtype != object else "\x1f".join(map(str, a)).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def fit(columns: dict[str, np.ndarray], *, source: str = "", content_hash: str | None = None) -> Profile:
+    """Profile a reference dataset: float arrays are numeric (NaN = missing), object arrays categorical."""
+    rows = max((len(a) for a in columns.values()), default=0)
+    fitted = dict(_pool_map(lambda item: (item[0], _fit_column(item[1])), columns.items()))
+    return Profile(fitted, rows, content_hash or fingerprint(columns), source)
+
+
+def _fit_column(a: np.ndarray) -> NumericRef | CategoricalRef:
+    if a.dtype.kind in "fiub":
+        values = a.astype(float)
+        present = values[~np.isnan(values)]
+        if present.size == 0:
+            return NumericRef(0, int(a.size), math.nan, math.nan, math.nan, math.nan, [], [1.0], [], [], [])
+        present.sort()
+        edges = np.unique(np.quantile(present, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+        lo, hi = np.quantile(present, [0.005, 0.995])
+        hist_edges = np.linspace(lo, hi if hi > lo else lo + 1, N_HIST + 1)
+        return NumericRef(
+            int(present.size), int(a.size - present.size), float(present.mean()), float(present.std(ddof=1))
+            if present.size > 1 else 0.0, float(present[0]), float(present[-1]), edges.tolist(),
+            _props(present, edges).tolist(), np.quantile(present, np.linspace(0, 1, N_QUANTILES)).tolist(),
+            hist_edges.tolist(), _hist(present, hist_edges).tolist())
+    values, counts = np.unique(_categories(a), return_counts=True)
+    missing = int(counts[values == ""].sum()) if (values == "").any() else 0
+    return CategoricalRef(int(a.size - missing), missing, {str(v): int(c) for v, c in zip(values, counts) if v != ""})
+
+
+def _categories(a: np.ndarray) -> np.ndarray:
+    return np.array(["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in a], dtype=object)
+
+
+def _props(sorted_or_any: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, sorted_or_any, side="right"), minlength=len(edges) + 1)
+    return counts / max(counts.sum(), 1)
+
+
+def _hist(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    return counts / max(counts.sum(), 1)
+
+
+# ---- distances ------------------------------------------------------------------------------------
+def _clip(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), EPS, None)
+    return p / p.sum()
+
+
+def psi(ref_props: np.ndarray, cur_props: np.ndarray) -> float:
+    r, c = _clip(ref_props), _clip(cur_props)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def kl(ref_props: np.ndarray, cur_props: np.ndarray) -> float:
+    """KL(current || reference), in nats."""
+    r, c = _clip(ref_props), _clip(cur_props)
+    return float(np.sum(c * np.log(c / r)))
+
+
+def js_distance(ref_props: np.ndarray, cur_props: np.ndarray) -> float:
+    return float(jensenshannon(np.asarray(ref_props, float), np.asarray(cur_props, float), base=2))
+
+
+def wasserstein_normed(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.ndarray | None = None) -> float:
+    """W1 / reference std. Exact with the reference sample, else from the reference quantile sketch."""
+    if ref_sorted is not None:
+        w = stats.wasserstein_distance(ref_sorted, cur_sorted)
+    else:
+        u = np.linspace(0, 1, N_QUANTILES)
+        w = float(np.mean(np.abs(np.asarray(ref.quantiles) - np.quantile(cur_sorted, u))))
+    return float(w / ref.std) if ref.std > 0 else (0.0 if w == 0 else math.inf)
+
+
+def ks_test(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.ndarray | None = None) -> tuple[float, float]:
+    """(D, two-sided p). With the reference sample: scipy's ks_2samp result (exact distribution up to
+    10,000 per sample, Smirnov's asymptotic one beyond, as scipy does). With only the profile: D from
+    the 1,001-point quantile sketch (accurate to about 0.001) and the asymptotic p-value."""
+    m = cur_sorted.size
+    if ref_sorted is not None:
+        n = ref_sorted.size
+        if max(n, m) <= EXACT_KS_MAX_N:
+            res = stats.ks_2samp(ref_sorted, cur_sorted)
+            return float(res.statistic), float(res.pvalue)
+        every = np.concatenate([ref_sorted, cur_sorted])
+        d = float(np.max(np.abs(np.searchsorted(ref_sorted, every, "right") / n
+                                - np.searchsorted(cur_sorted, every, "right") / m)))
+    else:
+        n = ref.n
+        u = np.linspace(0, 1, N_QUANTILES)
+        q = np.asarray(ref.quantiles)
+        f_ref = np.interp(cur_sorted, q, u, left=0.0, right=1.0)
+        right = np.arange(1, m + 1) / m
+        d = float(max(np.max(np.abs(right - f_ref)), np.max(np.abs(right - 1 / m - f_ref))))
+    big, small = max(n, m), min(n, m)
+    en = big * small / (big + small)
+    return d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
+
+
+def chi2_tests(ref_counts: np.ndarray, cur_counts: np.ndarray) -> dict[str, float]:
+    """Contingency (reference and current both samples) and goodness-of-fit (current vs reference
+    proportions); Cramer's V as the effect size."""
+    keep = (ref_counts + cur_counts) > 0
+    r, c = ref_counts[keep], cur_counts[keep]
+    out = {"chi2": math.nan, "chi2_p": 1.0, "chi2_gof": math.nan, "chi2_gof_p": 1.0, "cramers_v": 0.0}
+    if r.size < 2 or c.sum() == 0 or r.sum() == 0:
+        return out
+    table = np.vstack([r, c])
+    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+    out.update(chi2=float(chi2), chi2_p=float(p), cramers_v=float(math.sqrt(chi2 / table.sum())))
+    expected = _clip(r / r.sum()) * c.sum()
+    gof, gof_p = stats.chisquare(c, expected)
+    out.update(chi2_gof=float(gof), chi2_gof_p=float(gof_p))
+    return out
+
+
+# ---- comparing ------------------------------------------------------------------------------------
+@dataclass
+class ColumnRule:
+    test: str | None = None  # one of TESTS; None = automatic
+    threshold: float | None = None
+
+
+@dataclass
+class ColumnDrift:
+    column: str
+    kind: str
+    test: str | None = None
+    value: float | None = None  # the decisive test's statistic (or p-value for p-value tests)
+    threshold: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    effect_size: dict[str, float] = field(default_factory=dict)
+    drifted: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    n_reference: int = 0
+    n_current: int = 0
+    n_missing: int = 0
+    n_invalid: int = 0
+    note: str | None = None
+
+
+def compare_column(name: str, ref: NumericRef | CategoricalRef, cur: np.ndarray, rule: ColumnRule | None = None,
+                   ref_sample: np.ndarray | None = None) -> ColumnDrift:
+    rule = rule or ColumnRule()
+    if ref.kind == "numeric":
+        return _compare_numeric(name, ref, cur, rule, ref_sample)
+    return _compare_categorical(name, ref, cur, rule)
+
+
+def _numeric_values(cur: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(valid floats, missing, invalid): non-numeric strings in a numeric column are invalid, not 0."""
+    if cur.dtype.kind in "fiub":
+        values = cur.astype(float)
+        return values[~np.isnan(values)], int(np.isnan(values).sum()), 0
+    out, missing, invalid = [], 0, 0
+    for v in cur:
+        if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+            missing += 1
+            continue
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            invalid += 1
+    return np.asarray(out, float), missing, invalid
+
+
+def _compare_numeric(name: str, ref: NumericRef, cur: np.ndarray, rule: ColumnRule,
+                     ref_sample: np.ndarray | None) -> ColumnDrift:
+    values, missing, invalid = _numeric_values(cur)
+    out = ColumnDrift(name, "numeric", n_reference=ref.n, n_current=int(values.size), n_missing=missing,
+                      n_invalid=invalid)
+    if ref.n == 0:
+        out.note = "reference column is empty (all missing): nothing to compare"
+        return out
+    if values.size == 0:
+        out.note = "current column is empty (all missing or invalid)"
+        return out
+    values.sort()
+    ref_sorted = None
+    if ref_sample is not None:
+        ref_sorted = np.sort(ref_sample[~np.isnan(ref_sample)]) if ref_sample.dtype.kind == "f" else None
+    edges = np.asarray(ref.edges)
+    cur_props = _props(values, edges)
+    d, p = ks_test(ref, values, ref_sorted)
+    out.metrics = {"psi": psi(ref.props, cur_props), "kl": kl(ref.props, cur_props),
+                   "js": js_distance(ref.props, cur_props), "wasserstein": wasserstein_normed(ref, values, ref_sorted),
+                   "ks_d": d, "ks_p": p, "mean": float(values.mean()), "reference_mean": ref.mean}
+    if ref.std == 0:
+        out.note = "constant in the reference: Wasserstein is not normalised (inf when it moved)"
+    test = rule.test or ("ks" if values.size <= SMALL_SAMPLE else "wasserstein")
+    _decide(out, test, rule.threshold, {"ks": (p, {"ks_d": d})})
+    return out
+
+
+def _compare_categorical(name: str, ref: CategoricalRef, cur: np.ndarray, rule: ColumnRule) -> ColumnDrift:
+    labels = _categories(cur)
+    present = labels[labels != ""]
+    out = ColumnDrift(name, "categorical", n_reference=ref.n, n_current=int(present.size),
+                      n_missing=int(labels.size - present.size))
+    if ref.n == 0 or present.size == 0:
+        out.note = "reference or current column is empty"
+        return out
+    values, counts = np.unique(present, return_counts=True)
+    cur_map = dict(zip(values.tolist(), counts.tolist()))
+    cats = sorted(ref.counts)
+    unseen = sum(c for v, c in cur_map.items() if v not in ref.counts)
+    ref_counts = np.array([ref.counts[k] for k in cats] + [0], float)
+    cur_counts = np.array([cur_map.get(k, 0) for k in cats] + [unseen], float)
+    chi = chi2_tests(ref_counts, cur_counts)
+    ref_p, cur_p = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    out.metrics = {"psi": psi(ref_p, cur_p), "kl": kl(ref_p, cur_p), "js": js_distance(ref_p, cur_p),
+                   "unseen_share": float(unseen / present.size), **chi}
+    if unseen:
+        out.note = f"{unseen} value(s) in categories the reference never had (pooled as {UNSEEN})"
+    test = rule.test or ("chi2" if present.size <= SMALL_SAMPLE else "js")
+    _decide(out, test, rule.threshold, {"chi2": (chi["chi2_p"], {"cramers_v": chi["cramers_v"]}),
+                                        "chi2_gof": (chi["chi2_gof_p"], {"cramers_v": chi["cramers_v"]})})
+    return out
+
+
+def _decide(out: ColumnDrift, test: str, threshold: float | None, pvalue_tests: dict[str, tuple[float, dict]]) -> None:
+    if test not in TESTS or (test in P_VALUE_TESTS and test not in pvalue_tests):
+        raise ValueError(f"column {out.column!r}: test {test!r} does not apply to {out.kind} columns")
+    out.test = test
+    out.threshold = DEFAULT_THRESHOLDS[test] if threshold is None else threshold
+    if test in P_VALUE_TESTS:
+        out.p_value, out.effect_size = pvalue_tests[test]
+        out.value = out.p_value  # decided after the multiple-testing correction
+    else:
+        out.value = out.metrics[test]
+        out.drifted = bool(out.value >= out.threshold)
+
+
+@dataclass
+class DriftReport:
+    profile: dict[str, Any]  # which reference this was computed against (lineage)
+    columns: list[ColumnDrift]
+    drifted_columns: int
+    share_drifted: float
+    dataset_threshold: float
+    dataset_drift: bool
+    correction: str
+    problems: list[str]
+    current_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(profile: Profile, current: dict[str, np.ndarray], *, rules: dict[str, ColumnRule] | None = None,
+            dataset_threshold: float = 0.5, correction: Literal["holm", "bh"] = "holm",
+            reference: dict[str, np.ndarray] | None = None) -> DriftReport:
+    """Compare a current window against a fitted profile (and, if given, the raw reference for exact KS)."""
+    rules = rules or {}
+    rows = max((len(a) for a in current.values()), default=0)
+    if rows == 0:
+        raise ValueError("the current window is empty: no rows to compare")
+    problems = []
+    missing = [c for c in profile.columns if c not in current]
+    extra = [c for c in current if c not in profile.columns]
+    if missing:
+        problems.append(f"columns missing from the current data: {', '.join(missing)}")
+    if extra:
+        problems.append(f"columns not in the reference (ignored): {', '.join(extra)}")
+
+    def one(name: str) -> ColumnDrift:
+        ref = profile.columns[name]
+        cur = current[name]
+        if ref.kind == "categorical" and cur.dtype.kind == "f" and not np.isnan(cur).all():
+            problems.append(f"{name}: categorical in the reference, numeric now; compared as categories")
+        return compare_column(name, ref, cur, rules.get(name),
+                              reference.get(name) if reference is not None else None)
+
+    results = _pool_map(one, [c for c in profile.columns if c in current])
+    tested = [r for r in results if r.p_value is not None]
+    adjust = holm if correction == "holm" else benjamini_hochberg
+    for r, p_adj in zip(tested, adjust([r.p_value for r in tested]) if tested else []):
+        r.p_adjusted = p_adj
+        r.drifted = bool(p_adj < r.threshold)
+    drifted = sum(r.drifted for r in results)
+    compared = sum(r.test is not None for r in results)
+    share = drifted / compared if compared else 0.0
+    lineage = {"source": profile.source, "content_hash": profile.content_hash, "rows": profile.rows,
+               "created_at": profile.created_at}
+    return DriftReport(lineage, results, drifted, share, dataset_threshold, share >= dataset_threshold and compared > 0,
+                       correction, problems, rows)
+
+
+def _pool_map(fn, items) -> list:
+    items = list(items)
+    if len(items) < 4:
+        return [fn(x) for x in items]
+    # numpy's sort, searchsorted and quantile release the GIL: columns use both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(fn, items))
