@@ -178,6 +178,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return ab_main(args, _policies_dir(args.policies), state_dir(args.state_dir), args.ledger)
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from gateway.tabular.cli import main as drift_main
+
+    return drift_main(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gateway.bench.run import main as bench_main
 
@@ -226,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ab_arguments(p)
     p.set_defaults(func=cmd_ab)
+
+    p = sub.add_parser("drift", help="data drift: fit a reference profile, report on a current window")
+    from gateway.tabular.cli import add_arguments as add_drift_arguments
+
+    add_drift_arguments(p)
+    p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

@@ -128,17 +128,38 @@ def _fit_column(a: np.ndarray) -> NumericRef | CategoricalRef:
         if present.size == 0:
             return NumericRef(0, int(a.size), math.nan, math.nan, math.nan, math.nan, [], [1.0], [], [], [])
         present.sort()
-        edges = np.unique(np.quantile(present, np.linspace(0, 1, N_BINS + 1)[1:-1]))
-        lo, hi = np.quantile(present, [0.005, 0.995])
+        edges = np.unique(sorted_quantiles(present, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+        lo, hi = sorted_quantiles(present, np.array([0.005, 0.995]))
         hist_edges = np.linspace(lo, hi if hi > lo else lo + 1, N_HIST + 1)
         return NumericRef(
             int(present.size), int(a.size - present.size), float(present.mean()), float(present.std(ddof=1))
             if present.size > 1 else 0.0, float(present[0]), float(present[-1]), edges.tolist(),
-            _props(present, edges).tolist(), np.quantile(present, np.linspace(0, 1, N_QUANTILES)).tolist(),
+            _props(present, edges).tolist(), sorted_quantiles(present, np.linspace(0, 1, N_QUANTILES)).tolist(),
             hist_edges.tolist(), _hist(present, hist_edges).tolist())
     values, counts = np.unique(_categories(a), return_counts=True)
     missing = int(counts[values == ""].sum()) if (values == "").any() else 0
     return CategoricalRef(int(a.size - missing), missing, {str(v): int(c) for v, c in zip(values, counts) if v != ""})
+
+
+def sorted_quantiles(a: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """np.quantile's default ('linear') method on an already sorted array, without re-partitioning it."""
+    pos = np.asarray(probs, float) * (a.size - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, a.size - 1)
+    return a[lo] + (a[hi] - a[lo]) * (pos - lo)
+
+
+def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """Exact W1 between two samples given sorted: the integral of |F_u^-1(t) - F_v^-1(t)| over the merged
+    grid of quantile levels i/n and j/m (equal to scipy.stats.wasserstein_distance, without its re-sorting)."""
+    n, m = u.size, v.size
+    if n == m:
+        return float(np.mean(np.abs(u - v)))
+    t = np.sort(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]), kind="stable")
+    dt = np.diff(t, prepend=0.0)
+    iu = np.clip(np.ceil(t * n - 1e-9).astype(np.int64) - 1, 0, n - 1)
+    iv = np.clip(np.ceil(t * m - 1e-9).astype(np.int64) - 1, 0, m - 1)
+    return float(np.sum(dt * np.abs(u[iu] - v[iv])))
 
 
 def _categories(a: np.ndarray) -> np.ndarray:
@@ -179,10 +200,10 @@ def js_distance(ref_props: np.ndarray, cur_props: np.ndarray) -> float:
 def wasserstein_normed(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.ndarray | None = None) -> float:
     """W1 / reference std. Exact with the reference sample, else from the reference quantile sketch."""
     if ref_sorted is not None:
-        w = stats.wasserstein_distance(ref_sorted, cur_sorted)
+        w = wasserstein_sorted(ref_sorted, cur_sorted)
     else:
         u = np.linspace(0, 1, N_QUANTILES)
-        w = float(np.mean(np.abs(np.asarray(ref.quantiles) - np.quantile(cur_sorted, u))))
+        w = float(np.mean(np.abs(np.asarray(ref.quantiles) - sorted_quantiles(cur_sorted, u))))
     return float(w / ref.std) if ref.std > 0 else (0.0 if w == 0 else math.inf)
 
 

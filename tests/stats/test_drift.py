@@ -139,3 +139,11 @@ def test_profile_round_trip_keeps_lineage_and_results(tmp_path):
     cur = {"x": RNG.normal(0.2, 1, 3000), "c": RNG.choice(["u", "v"], 3000).astype(object)}
     a, b = drift.compare(profile, cur).to_json(), drift.compare(loaded, cur).to_json()
     assert a == b and a["profile"]["source"] == "ref.csv"
+
+
+@pytest.mark.parametrize(("n", "m"), [(1000, 1000), (1000, 700), (3001, 1999)])
+def test_exact_wasserstein_and_quantiles_on_sorted_arrays_equal_scipy_and_numpy(n, m):
+    u, v = np.sort(RNG.normal(0, 1, n)), np.sort(RNG.gamma(2, 1, m))
+    assert drift.wasserstein_sorted(u, v) == pytest.approx(stats.wasserstein_distance(u, v), rel=1e-9)
+    probs = np.linspace(0, 1, 101)
+    assert drift.sorted_quantiles(u, probs) == pytest.approx(np.quantile(u, probs), rel=1e-12)

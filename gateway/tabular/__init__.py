@@ -1,0 +1,1 @@
+"""Classical (tabular) models: reading datasets, drift reports from the CLI."""
