@@ -103,25 +103,30 @@ def _decide(exp: Experiment, metrics: list[MetricData], tested: list[dict[str, A
 
 
 def _planning(exp: Experiment, m: MetricData, units: dict[str, int], days_running: float) -> str:
+    """Units each arm needs for the planned power at the configured split, and when the slower arm
+    gets there at the traffic seen so far."""
     c = m.per_variant.get(exp.control.name)
-    if c is None or c.n < 2 or not c.mean:
+    live = [v for v in exp.variants[1:] if v.weight > 0]
+    if c is None or c.n < 2 or not c.mean or not live or exp.control.weight <= 0:
         return "Too little data on the control to plan."
+    treatment = min(live, key=lambda v: v.weight)  # the smallest arm decides
+    ratio = treatment.weight / exp.control.weight
     target = c.mean * (1 + exp.minimum_detectable_effect)
     try:
         if m.kind == "proportion" and 0 < c.mean < 1 and 0 < target < 1:
-            needed, _ = power.sample_size_proportions(c.mean, target, alpha=exp.alpha, power=exp.power)
+            n_c, n_t = power.sample_size_proportions(c.mean, target, alpha=exp.alpha, power=exp.power, ratio=ratio)
         else:
-            needed, _ = power.sample_size_means(target - c.mean, math.sqrt(c.var), alpha=exp.alpha, power=exp.power)
+            n_c, n_t = power.sample_size_means(target - c.mean, math.sqrt(c.var), alpha=exp.alpha, power=exp.power,
+                                               ratio=ratio)
     except ValueError:
         return "Cannot plan from the data so far."
-    seen = min((units.get(v.name, 0) for v in exp.variants if v.weight > 0), default=0)
-    smallest = min(v.weight for v in exp.variants if v.weight > 0)
-    needed_smallest = math.ceil(needed * smallest / max(v.weight for v in exp.variants))
-    days = power.days_to_reach(needed_smallest if smallest else needed, seen, days_running)
-    goal = f"{needed:,} units per variant detect a {exp.minimum_detectable_effect:.0%} relative change with " \
-           f"{exp.power:.0%} power"
-    if days == 0:
-        return f"{goal}, and every variant has that many: the real effect is probably smaller."
-    if days is None:
+    waits = [power.days_to_reach(n_c, units.get(exp.control.name, 0), days_running),
+             power.days_to_reach(n_t, units.get(treatment.name, 0), days_running)]
+    goal = (f"{n_c:,} {exp.control.name} and {n_t:,} {treatment.name} units detect a "
+            f"{exp.minimum_detectable_effect:.0%} relative change with {exp.power:.0%} power")
+    if any(w is None for w in waits):
         return f"{goal}; no traffic yet to estimate when."
+    days = max(waits)
+    if days == 0:
+        return f"{goal}, and both arms have that many: the real effect is probably smaller."
     return f"{goal}; at current traffic that is reached in ~{math.ceil(days)} day(s)."
