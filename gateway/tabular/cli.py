@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--rules", help='per-column tests, JSON: {"price": {"test": "psi", "threshold": 0.2}}')
     r.add_argument("--dataset-threshold", type=float, default=0.5, help="share of drifted columns (default 0.5)")
     r.add_argument("--correction", default="holm", choices=["holm", "bh"])
+    r.add_argument("--target", help="label column: compare model performance (needs the raw reference data)")
+    r.add_argument("--prediction", help="prediction column (probability or value): prediction drift, performance")
     r.add_argument("-o", "--output", help="write the report here instead of standard output")
 
 
@@ -45,23 +48,62 @@ def main(args: argparse.Namespace) -> int:
             profile = drift.fit(raw_reference, source=str(reference_path), content_hash=file_hash(reference_path))
         current = read_table(Path(args.current))
         rules = {k: drift.ColumnRule(**v) for k, v in json.loads(args.rules).items()} if args.rules else None
-        report = drift.compare(profile, current, rules=rules, dataset_threshold=args.dataset_threshold,
-                               correction=args.correction, reference=raw_reference)
+        model_columns = {c for c in (args.target, args.prediction) if c}
+        for c in model_columns:
+            if c not in profile.columns or c not in current:
+                raise ValueError(f"column {c!r} (--target/--prediction) is not in both the reference and the current data")
+        features = drift.Profile({k: v for k, v in profile.columns.items() if k not in model_columns}, profile.rows,
+                                 profile.content_hash, profile.source, profile.created_at)
+        report = drift.compare(features, {k: v for k, v in current.items() if k not in model_columns}, rules=rules,
+                               dataset_threshold=args.dataset_threshold, correction=args.correction,
+                               reference=raw_reference)
+        model = _model_section(args, profile, raw_reference, current) if model_columns else None
     except (ValueError, OSError, TypeError, json.JSONDecodeError) as e:
         print(f"gateway drift: {e}", file=sys.stderr)
         return 2
     if args.format == "json":
-        out = json.dumps(report.to_json(), indent=2, default=float)
+        out = json.dumps({**report.to_json(), **({"model": model} if model else {})}, indent=2, default=float)
     elif args.format == "html":
-        out = render.page(report, profile, current)
+        out = render.page(report, profile, current) + (render.model_html(model) if model else "")
     else:
-        out = render.table(report)
+        out = render.table(report) + (render.model_table(model) if model else "")
     if args.output:
         Path(args.output).write_text(out, encoding="utf-8")
         print(f"report written to {args.output}")
     else:
         print(out)
     return 0
+
+
+def _model_section(args, profile, reference, current) -> dict:
+    """Prediction drift (label-free) and, with labels on both sides, performance change."""
+    import numpy as np
+
+    from gateway.stats import concept, drift
+
+    out: dict = {}
+    if args.prediction:
+        pred = drift.compare_column(args.prediction, profile.columns[args.prediction], current[args.prediction],
+                                    ref_sample=reference.get(args.prediction) if reference else None)
+        if pred.p_value is not None:  # one test on its own: no multiple-testing correction to apply
+            pred.p_adjusted = pred.p_value
+            pred.drifted = pred.p_value < pred.threshold
+        out["prediction_drift"] = dataclasses.asdict(pred)
+    if args.target and args.prediction:
+        if reference is None:
+            out["performance_note"] = ("performance needs the reference data with labels: pass the dataset as "
+                                       "--reference, not its profile")
+            return out
+        ry, rp = reference[args.target].astype(float), reference[args.prediction].astype(float)
+        cy, cp = current[args.target].astype(float), current[args.prediction].astype(float)
+        keep_r, keep_c = ~(np.isnan(ry) | np.isnan(rp)), ~(np.isnan(cy) | np.isnan(cp))  # labels arrive late
+        ry, rp, cy, cp = ry[keep_r], rp[keep_r], cy[keep_c], cp[keep_c]
+        binary = set(np.unique(np.concatenate([ry, cy]))) <= {0.0, 1.0} and rp.min() >= 0 and rp.max() <= 1
+        out["task"] = "classification" if binary else "regression"
+        out["labelled"] = {"reference": int(ry.size), "current": int(cy.size)}
+        changes = (concept.classification_change(ry, rp, cy, cp) if binary else concept.regression_change(ry, rp, cy, cp))
+        out["performance"] = [dataclasses.asdict(c) for c in changes]
+    return out
 
 
 def _looks_like_profile(path: Path) -> bool:

@@ -90,3 +90,24 @@ def _float(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
+
+
+def model_table(model: dict) -> str:
+    lines = [""]
+    pred = model.get("prediction_drift")
+    if pred is not None:
+        value = pred["p_adjusted"] if pred["p_value"] is not None else pred["value"]
+        lines.append(f"Prediction drift (label-free proxy): {pred['column']} {pred['test']} = {value:.4g} "
+                     f"(threshold {pred['threshold']:g}) -> {'YES' if pred['drifted'] else 'no'}")
+    if model.get("performance_note"):
+        lines.append(model["performance_note"])
+    for c in model.get("performance", []):
+        lines.append(f"{model['task']} {c['metric']:<10} reference {c['reference']:.4g}  current {c['current']:.4g}  "
+                     f"p = {c['p_value']:.3g}  {'WORSE' if c['worse'] else 'ok'}")
+    if "labelled" in model:
+        lines.append(f"(labelled rows: {model['labelled']['reference']:,} reference, {model['labelled']['current']:,} current)")
+    return "\n".join(lines)
+
+
+def model_html(model: dict) -> str:
+    return "<h2>Model</h2><pre>" + html.escape(model_table(model)) + "</pre>"

@@ -56,3 +56,46 @@ def test_rules_and_bad_input(tmp_path):
     empty.write_text("age,plan,score\n")
     r = run_cli("drift", "report", "--reference", str(ref), "--current", str(empty))
     assert r.returncode == 2 and "empty" in r.stderr
+
+
+def test_target_and_prediction_give_prediction_drift_and_performance(tmp_path):
+    rng = np.random.default_rng(4)
+
+    def write(path, noise, n):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["age", "churned", "p_churn"])
+            for i in range(n):
+                y = int(rng.integers(0, 2))
+                p = 1 / (1 + np.exp(-((2 * y - 1) * 2 + rng.normal(0, noise))))
+                w.writerow([f"{rng.normal(40, 10):.1f}", y if i % 10 else "", f"{p:.4f}"])  # some labels not in yet
+        return path
+
+    ref, cur = write(tmp_path / "ref.csv", 1.0, 3000), write(tmp_path / "cur.csv", 3.0, 1500)
+    out = json.loads(run_cli("drift", "report", "--reference", str(ref), "--current", str(cur), "--target", "churned",
+                             "--prediction", "p_churn", "--format", "json").stdout)
+    assert [c["column"] for c in out["columns"]] == ["age"]  # target and prediction are not features
+    model = out["model"]
+    assert model["task"] == "classification" and model["labelled"] == {"reference": 2700, "current": 1350}
+    assert {c["metric"] for c in model["performance"] if c["worse"]} >= {"accuracy", "auc", "log_loss"}
+    assert "prediction_drift" in model
+    run_cli("drift", "fit", str(ref), "-o", str(tmp_path / "ref.profile"))
+    table = run_cli("drift", "report", "--reference", str(tmp_path / "ref.profile"), "--current", str(cur),
+                    "--target", "churned", "--prediction", "p_churn").stdout
+    assert "Prediction drift (label-free proxy)" in table and "needs the reference data with labels" in table
+    bad = run_cli("drift", "report", "--reference", str(ref), "--current", str(cur), "--target", "nope")
+    assert bad.returncode == 2 and "'nope'" in bad.stderr
+
+
+def test_prediction_drift_on_a_small_window_uses_ks_and_can_fire(tmp_path):
+    rng = np.random.default_rng(9)
+    for name, shift, n in (("ref.csv", 0.0, 2000), ("cur.csv", 0.3, 400)):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["x", "score"])
+            for _ in range(n):
+                w.writerow([f"{rng.normal():.3f}", f"{min(1, max(0, rng.normal(0.3 + shift, 0.1))):.3f}"])
+    out = json.loads(run_cli("drift", "report", "--reference", str(tmp_path / "ref.csv"), "--current",
+                             str(tmp_path / "cur.csv"), "--prediction", "score", "--format", "json").stdout)
+    pred = out["model"]["prediction_drift"]
+    assert pred["test"] == "ks" and pred["drifted"] and pred["p_adjusted"] == pred["p_value"]
