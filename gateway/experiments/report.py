@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -102,8 +103,10 @@ def render(report: dict[str, Any], fmt: str) -> str:
             lines.append(f"{r['metric']:<22}{r['variant']:<12}{'(not enough data)':>24}")
             continue
         lo, hi = r["lift_ci"]
+        lift = "-" if math.isnan(r["lift"]) else f"{r['lift']:+.1%}"  # no relative lift from a zero control
+        ci = "-" if math.isnan(lo) else f"[{lo:+.1%}, {hi:+.1%}]"
         lines.append(f"{r['metric']:<22}{r['variant']:<12}{r['control']['mean']:>12.4g}{r['treatment']['mean']:>12.4g}"
-                     f"{r['lift']:>+9.1%}{f'[{lo:+.1%}, {hi:+.1%}]':>21}{r['p_value_holm']:>9.3g}"
+                     f"{lift:>9}{ci:>21}{r['p_value_holm']:>9.3g}"
                      f"{r['always_valid_p_holm']:>10.3g}{r['chance_to_beat_control']:>10.1%}")
     lines += ["", "p: fixed-horizon, Holm-adjusted (valid only at a planned end); p always: always-valid "
               "(mSPRT), Holm-adjusted - safe to read at any time.", ""]
@@ -111,12 +114,18 @@ def render(report: dict[str, Any], fmt: str) -> str:
     return "\n".join(lines)
 
 
+def _lift(r: dict[str, Any]) -> str:
+    if math.isnan(r["lift"]):
+        return "-"
+    return f"{r['lift']:+.1%} [{r['lift_ci'][0]:+.1%}, {r['lift_ci'][1]:+.1%}]"
+
+
 def _html(report: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r['metric'])}</td><td>{html.escape(r['variant'])}</td>"
         + ("<td colspan=6>not enough data</td>" if r["status"] != "ok" else
-           f"<td>{r['control']['mean']:.4g}</td><td>{r['treatment']['mean']:.4g}</td><td>{r['lift']:+.1%} "
-           f"[{r['lift_ci'][0]:+.1%}, {r['lift_ci'][1]:+.1%}]</td><td>{r['p_value_holm']:.3g}</td>"
+           f"<td>{r['control']['mean']:.4g}</td><td>{r['treatment']['mean']:.4g}</td><td>{_lift(r)}</td>"
+           f"<td>{r['p_value_holm']:.3g}</td>"
            f"<td>{r['always_valid_p_holm']:.3g}</td><td>{r['chance_to_beat_control']:.1%}</td>") + "</tr>"
         for r in report["comparisons"])
     decision = "".join(f"<li>{html.escape(d)}</li>" for d in report["decision"])

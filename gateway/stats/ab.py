@@ -76,8 +76,9 @@ def welch_test(c: Summary, t: Summary, alpha: float = 0.05) -> TestResult:
     """Welch's t-test (unequal variances), Welch-Satterthwaite degrees of freedom."""
     se2 = c.se2 + t.se2
     diff = t.mean - c.mean
-    if se2 <= 0:
-        return TestResult(0.0, 1.0, diff, (diff, diff), float(c.n + t.n - 2))
+    if se2 <= 0:  # both arms constant: any difference is certain, none is certainly none
+        return TestResult(math.copysign(math.inf, diff) if diff else 0.0, 0.0 if diff else 1.0, diff, (diff, diff),
+                          float(c.n + t.n - 2))
     df = se2**2 / (c.se2**2 / (c.n - 1) + t.se2**2 / (t.n - 1))
     tstat = diff / math.sqrt(se2)
     p = 2 * stats.t.sf(abs(tstat), df)

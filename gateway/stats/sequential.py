@@ -41,6 +41,8 @@ def msprt(c: Summary, t: Summary, *, alpha: float = 0.05, tau: float | None = No
     if tau is None:
         pooled_sd = math.sqrt(((c.n - 1) * c.var + (t.n - 1) * t.var) / max(c.n + t.n - 2, 1))
         tau = DEFAULT_TAU_SD * pooled_sd
+    if v == 0 and c.n > 1 and t.n > 1:  # both arms constant (and measured): the difference is known exactly
+        return SequentialResult(0.0 if diff else 1.0, (diff, diff), tau or 0.0)
     if not (v > 0 and tau > 0):
         return SequentialResult(1.0, (-math.inf, math.inf), tau or 0.0)
     tau2 = tau * tau

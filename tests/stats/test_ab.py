@@ -109,3 +109,12 @@ def test_multiple_comparison_corrections():
     assert ab.benjamini_hochberg(p) == pytest.approx(stats.false_discovery_control(p, method="bh").tolist())
     # Holm by hand: sorted 0.005*5, 0.01*4, 0.03*3, 0.04*2, 0.2*1 with running max
     assert ab.holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.2])
+
+
+def test_constant_arms_give_certain_answers_not_a_shrug():
+    from gateway.stats.sequential import msprt
+
+    same, other = ab.Summary(50, 58.0, 0.0), ab.Summary(60, 70.0, 0.0)
+    assert ab.welch_test(same, other).p_value == 0.0 and ab.welch_test(same, same).p_value == 1.0
+    assert msprt(same, other).p_value == 0.0 and msprt(same, other).ci == (12.0, 12.0)
+    assert msprt(same, same).p_value == 1.0
