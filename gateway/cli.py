@@ -19,8 +19,12 @@ def _policies_dir(arg: str | None) -> Path:
     return Path(arg or os.environ.get("GATEWAY_POLICIES") or "policies")
 
 
-def prompts_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("GATEWAY_PROMPTS") or "prompts")
+def prompts_dir(arg: str | None, policies: Path | None = None) -> Path:
+    """--prompts, $GATEWAY_PROMPTS, or the `prompts/` folder beside the policies folder (the project
+    layout keeps them side by side, wherever the command is run from)."""
+    if arg or os.environ.get("GATEWAY_PROMPTS"):
+        return Path(arg or os.environ["GATEWAY_PROMPTS"])
+    return (policies.parent if policies is not None else Path(".")) / "prompts"
 
 
 def state_dir(arg: str | None) -> Path:
@@ -62,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.access_log)
     log = logging.getLogger("gateway")
     policies = _policies_dir(args.policies)
-    prompts = prompts_dir(args.prompts)
+    prompts = prompts_dir(args.prompts, policies)
     runtime, pool = _load_or_exit(policies, prompts)
     open_public = runtime.keys.open_mode and not is_loopback(args.host)
     if open_public and not args.allow_open:
@@ -106,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     policies = _policies_dir(args.policies)
-    runtime, _ = _load_or_exit(policies, prompts_dir(args.prompts))
+    runtime, _ = _load_or_exit(policies, prompts_dir(args.prompts, policies))
     for w in runtime.warnings:
         print(f"warning: {w}")
     names = ", ".join(sorted(runtime.pipelines))
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--state-dir", help="where the gateway writes its state (default: $GATEWAY_STATE_DIR or ./.gateway)")
     p.add_argument("--ledger", help="usage ledger SQLite file (default: STATE_DIR/ledger.db)")
-    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS or ./prompts)")
+    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS, or prompts/ beside the policies)")
     p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
@@ -209,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-policies", help="validate the policies and prompts directories; exit 2 on errors")
     p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
-    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS or ./prompts)")
+    p.add_argument("--prompts", help="prompts directory (default: $GATEWAY_PROMPTS, or prompts/ beside the policies)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("usage", help="tokens and cost from the usage ledger")
