@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
 
 from gateway.auth import KeyRing, Principal, hash_key
 from gateway.config.gateway_file import GatewayFile, ServerSettings
-from gateway.config.yamlfile import dotted, load_yaml
+from gateway.config.yamlfile import dotted, load_model, load_yaml
 from gateway.errors import GatewayError, PolicyError
 from gateway.experiments.assign import Splitter
 from gateway.experiments.config import ExperimentsFile
@@ -101,13 +100,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     gw_path = policies_dir / GATEWAY_FILE
     if not gw_path.is_file():
         raise PolicyError([f"{gw_path}: missing; it declares upstreams, models and keys (see README)"])
-    try:
-        gw_doc = load_yaml(gw_path)
-        gw = GatewayFile.model_validate(gw_doc.data if gw_doc.data is not None else {})
-    except ValueError as e:  # YAML syntax; ValidationError is a ValueError too
-        if isinstance(e, ValidationError):
-            raise PolicyError(gw_doc.problems(e)) from None
-        raise PolicyError([str(e)]) from None
+    gw_doc, gw = load_model(gw_path, GatewayFile)
 
     pipelines: dict[str, Pipeline] = {}
     for path in policy_files(policies_dir):
@@ -221,13 +214,9 @@ def _load_experiments(path: Path, models: set[str], prompts: Registry, metering:
     if not path.is_file():
         return {}
     try:
-        doc = load_yaml(path)
-        parsed = ExperimentsFile.model_validate(doc.data if doc.data is not None else {})
-    except ValidationError as e:
-        problems.extend(doc.problems(e))
-        return {}
-    except ValueError as e:
-        problems.append(str(e))
+        doc, parsed = load_model(path, ExperimentsFile)
+    except PolicyError as e:
+        problems.extend(e.problems)
         return {}
     out: dict[str, Splitter] = {}
     for i, exp in enumerate(parsed.experiments):
@@ -266,13 +255,9 @@ def _load_prices(path: Path, upstream_names: set[str], problems: list[str], warn
         warnings.append(f"{path}: missing; every request's cost will be recorded as null")
         return PriceTable(PricingFile())
     try:
-        doc = load_yaml(path)
-        pricing = PricingFile.model_validate(doc.data if doc.data is not None else {})
-    except ValidationError as e:
-        problems.extend(doc.problems(e))
-        return PriceTable(PricingFile())
-    except ValueError as e:
-        problems.append(str(e))
+        doc, pricing = load_model(path, PricingFile)
+    except PolicyError as e:
+        problems.extend(e.problems)
         return PriceTable(PricingFile())
     for name in pricing.upstreams:
         if name not in upstream_names:

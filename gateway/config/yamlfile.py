@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import PolicyError
+
+M = TypeVar("M", bound=BaseModel)
 
 Loc = tuple[str | int, ...]
 
@@ -108,3 +112,16 @@ def _index(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, 
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index(loader, item, loc + (i,), lines)
+
+
+def load_model(path: Path, model: type[M]) -> tuple[YamlDoc, M]:
+    """Parse `path` and validate it (an empty file counts as `{}`). Raises PolicyError listing every
+    problem as `file:line: field: what`."""
+    try:
+        doc = load_yaml(path)
+    except ValueError as e:
+        raise PolicyError([str(e)]) from None
+    try:
+        return doc, model.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as e:
+        raise PolicyError(doc.problems(e)) from None

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from gateway.config.yamlfile import load_yaml
+from gateway.config.yamlfile import load_model
+from gateway.errors import PolicyError
 from gateway.experiments.config import ExperimentsFile
 
 
@@ -38,13 +37,9 @@ def main(args: argparse.Namespace, policies: Path, state: Path, ledger: str | No
         print(f"gateway ab: no {path}", file=sys.stderr)
         return 2
     try:
-        doc = load_yaml(path)
-        experiments = ExperimentsFile.model_validate(doc.data or {}).experiments
-    except ValidationError as e:
-        print("\n".join(f"gateway ab: {p}" for p in doc.problems(e)), file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"gateway ab: {e}", file=sys.stderr)
+        experiments = load_model(path, ExperimentsFile)[1].experiments
+    except PolicyError as e:
+        print("\n".join(f"gateway ab: {p}" for p in e.problems), file=sys.stderr)
         return 2
     exp = next((x for x in experiments if x.name == args.name), None)
     if exp is None:

@@ -14,9 +14,8 @@ from typing import Any
 import yaml
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import ValidationError
 
-from gateway.config.yamlfile import load_yaml
+from gateway.config.yamlfile import load_model
 from gateway.errors import GatewayError, PolicyError
 from gateway.prompts.schema import LABEL, NAME, PromptVersion, content_hash
 from gateway.prompts.store import PromptStore
@@ -198,16 +197,11 @@ def load_registry(root: Path) -> Registry:
 def _load_version(env, name: str, version: int, path: Path, locked_hash: str | None,
                   problems: list[str]) -> CompiledVersion | None:
     try:
-        doc = load_yaml(path)
-    except ValueError as e:
-        problems.append(str(e))
+        doc, spec = load_model(path, PromptVersion)
+    except PolicyError as e:
+        problems.extend(e.problems)
         return None
     raw = doc.data if isinstance(doc.data, dict) else {}
-    try:
-        spec = PromptVersion.model_validate(doc.data if doc.data is not None else {})
-    except ValidationError as e:
-        problems.extend(doc.problems(e))
-        return None
     digest = content_hash(raw)
     if locked_hash is not None and locked_hash != digest:
         problems.append(
