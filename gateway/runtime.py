@@ -66,9 +66,6 @@ class Runtime:
         return [s for s in self.experiments.values()
                 if (isinstance(model, str) and model in s.exp.models) or (prompt is not None and prompt in s.exp.prompts)]
 
-    def limit_scopes(self, principal: Principal) -> tuple[Scope, ...]:
-        return principal.scopes
-
     def models_for(self, principal: Principal) -> list[str]:
         return [m for m in self.router.routes if principal.may_use(m)]
 

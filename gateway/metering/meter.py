@@ -44,20 +44,20 @@ class Meter:
 
     # ---- before the call -------------------------------------------------------------------------
     async def admit(self, ex: Exchange, rt: Runtime, principal: Principal) -> None:
-        scopes = rt.limit_scopes(principal)
+        scopes = principal.scopes
         if not scopes:
             return
         tokens = usd = 0
         if any(s.limits.needs_tokens for s in scopes):
-            tokens = self.estimate_input(ex, rt)
-            if ex.endpoint == "chat.completions":
-                tokens += _max_output(ex.body)
+            input_tokens = self.estimate_input(ex, rt)
+            output_tokens = _max_output(ex.body) if ex.endpoint == "chat.completions" else 0
+            tokens = input_tokens + output_tokens
             route = rt.router.routes.get(ex.model)
             if route is not None:
                 upstream, target = route.targets[0]
                 price = rt.prices.lookup(upstream.name, target)
                 if price is not None:
-                    usd = cost_usd(price, Usage(tokens - _max_output(ex.body), _max_output(ex.body)))
+                    usd = cost_usd(price, Usage(input_tokens, output_tokens))
                 elif any(s.limits.usd_per_day is not None or s.limits.usd_per_month is not None for s in scopes):
                     # A budget cannot be enforced on a model whose cost is unknown: refuse, loudly.
                     ex.error = "unpriced_model_under_budget"
