@@ -136,7 +136,7 @@ def _fit_column(a: np.ndarray) -> NumericRef | CategoricalRef:
             if present.size > 1 else 0.0, float(present[0]), float(present[-1]), edges.tolist(),
             _props(present, edges).tolist(), sorted_quantiles(present, np.linspace(0, 1, N_QUANTILES)).tolist(),
             hist_edges.tolist(), _hist(present, hist_edges).tolist())
-    values, counts = np.unique(_categories(a), return_counts=True)
+    values, counts = np.unique(categories(a), return_counts=True)
     missing = int(counts[values == ""].sum()) if (values == "").any() else 0
     return CategoricalRef(int(a.size - missing), missing, {str(v): int(c) for v, c in zip(values, counts) if v != ""})
 
@@ -162,7 +162,7 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     return float(np.sum(dt * np.abs(u[iu] - v[iv])))
 
 
-def _categories(a: np.ndarray) -> np.ndarray:
+def categories(a: np.ndarray) -> np.ndarray:
     return np.array(["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in a], dtype=object)
 
 
@@ -283,7 +283,7 @@ def compare_column(name: str, ref: NumericRef | CategoricalRef, cur: np.ndarray,
     return _compare_categorical(name, ref, cur, rule)
 
 
-def _numeric_values(cur: np.ndarray) -> tuple[np.ndarray, int, int]:
+def numeric_values(cur: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(valid floats, missing, invalid): non-numeric strings in a numeric column are invalid, not 0."""
     if cur.dtype.kind in "fiub":
         values = cur.astype(float)
@@ -302,7 +302,7 @@ def _numeric_values(cur: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 def _compare_numeric(name: str, ref: NumericRef, cur: np.ndarray, rule: ColumnRule,
                      ref_sample: np.ndarray | None) -> ColumnDrift:
-    values, missing, invalid = _numeric_values(cur)
+    values, missing, invalid = numeric_values(cur)
     out = ColumnDrift(name, "numeric", n_reference=ref.n, n_current=int(values.size), n_missing=missing,
                       n_invalid=invalid)
     if ref.n == 0:
@@ -329,7 +329,7 @@ def _compare_numeric(name: str, ref: NumericRef, cur: np.ndarray, rule: ColumnRu
 
 
 def _compare_categorical(name: str, ref: CategoricalRef, cur: np.ndarray, rule: ColumnRule) -> ColumnDrift:
-    labels = _categories(cur)
+    labels = categories(cur)
     present = labels[labels != ""]
     out = ColumnDrift(name, "categorical", n_reference=ref.n, n_current=int(present.size),
                       n_missing=int(labels.size - present.size))

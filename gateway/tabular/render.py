@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from gateway.stats.drift import DriftReport, NumericRef, Profile, _hist
+from gateway.stats.drift import DriftReport, NumericRef, Profile, _hist, categories, numeric_values
 
 
 def table(report: DriftReport) -> str:
@@ -63,18 +63,17 @@ def _chart(ref: Any, cur: np.ndarray | None, width: int = 240, height: int = 48)
     if isinstance(ref, NumericRef):
         if not ref.hist_edges:
             return ""
-        values = cur.astype(float) if cur.dtype.kind in "fiub" else np.array(
-            [_float(v) for v in cur], dtype=float)
-        values = values[~np.isnan(values)]
+        values = numeric_values(cur)[0]  # the same parsing as the report: missing and text left out
         ref_p = np.asarray(ref.hist_props)
         cur_p = _hist(values, np.asarray(ref.hist_edges)) if values.size else np.zeros_like(ref_p)
     else:
         cats = sorted(ref.counts, key=ref.counts.get, reverse=True)[:20]
         total_ref = sum(ref.counts.values()) or 1
-        labels = [str(v) for v in cur if v not in (None, "")]
+        labels = categories(cur)
+        seen = Counter(labels[labels != ""].tolist())
+        total_cur = sum(seen.values()) or 1
         ref_p = np.array([ref.counts[k] / total_ref for k in cats])
-        cur_p = np.array([labels.count(k) / max(len(labels), 1) for k in cats]) if len(labels) < 200_000 else \
-            np.array([np.mean(np.asarray(labels, dtype=object) == k) for k in cats])
+        cur_p = np.array([seen[k] / total_cur for k in cats])
     top = max(ref_p.max(initial=0), cur_p.max(initial=0)) or 1
     w = width / max(len(ref_p), 1)
     bars = []
@@ -83,15 +82,6 @@ def _chart(ref: Any, cur: np.ndarray | None, width: int = 240, height: int = 48)
             h = height * v / top
             bars.append(f"<rect class={cls} x={i * w:.1f} y={height - h:.1f} width={w * 0.9:.1f} height={h:.1f}/>")
     return f"<svg width={width} height={height}>{''.join(bars)}</svg>"
-
-
-def _float(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def model_table(model: dict) -> str:
     lines = [""]
     pred = model.get("prediction_drift")
