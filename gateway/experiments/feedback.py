@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-import sqlite3
 import time
 from typing import Any
 
@@ -22,7 +21,7 @@ from aiohttp import web
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.experiments.assign import unit_hash
 from gateway.keys import HOLDER, METER
-from gateway.metering.ledger import connect
+from gateway.metering.ledger import read_rows
 from gateway.proxy import read_body
 from gateway.runtime import Runtime
 from gateway.validation import parse_json
@@ -102,15 +101,8 @@ async def _by_unit(meter: Any, experiment: str, uh: str) -> str:
 
 
 def _query(path, sql: str, params: tuple) -> Any:
-    if not path.exists():
-        return None
-    conn = connect(path, readonly=True)
-    try:
-        return conn.execute(sql, params).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        conn.close()
+    rows = read_rows(path, sql, params)
+    return rows[0] if rows else None
 
 
 async def list_experiments(request: web.Request) -> web.Response:

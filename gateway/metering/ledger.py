@@ -343,18 +343,22 @@ class Ledger:
             conn.close()
 
 
+def read_rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one read-only query on the ledger. A ledger not written yet (no file, no table) reads as empty."""
+    if not path.exists():
+        return []
+    conn = connect(path, readonly=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
 def spend_by(path: Path, since_ts: float, column: str) -> dict[str, float]:
     """Sum of cost per `column` (key or grp) since `since_ts`: rebuilds budget counters at start-up."""
     assert column in ("key", "grp")
-    if not path.exists():
-        return {}
-    conn = connect(path, readonly=True)
-    try:
-        rows = conn.execute(
-            f"SELECT {column}, SUM(cost_usd) FROM requests WHERE ts >= ? AND {column} IS NOT NULL "
-            f"AND cost_usd IS NOT NULL GROUP BY {column}", (since_ts,)).fetchall()
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
+    rows = read_rows(path, f"SELECT {column}, SUM(cost_usd) FROM requests WHERE ts >= ? AND {column} IS NOT NULL "
+                           f"AND cost_usd IS NOT NULL GROUP BY {column}", (since_ts,))
     return {k: v for k, v in rows}
