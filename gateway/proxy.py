@@ -9,10 +9,12 @@ import orjson
 from aiohttp import web
 
 from gateway.checks.base import Action, OutputSegment
+from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
 from gateway.keys import EXCHANGE, HOLDER, METER
+from gateway.pii.anonymize import Pseudonyms
 from gateway.pipeline import Pipeline
 from gateway.routing import Route
 from gateway.runtime import Runtime
@@ -148,10 +150,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     data = await rt.router.call(ex, route, call)
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
+    if PSEUDONYMS in ex.state:
+        restore_completion(ex.state[PSEUDONYMS], data)
     if pipeline.response_checks:
         await check_completion(ex, pipeline, data)
     data["gateway"] = ex.gateway_info()
     return json_response(data, ex)
+
+
+def restore_completion(pseudonyms: Pseudonyms, data: dict[str, Any]) -> None:
+    """Put the values the `pii` check pseudonymized back into the answer (contents and tool calls)."""
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            message["content"] = pseudonyms.restore(message["content"])
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            if isinstance(fn.get("arguments"), str):
+                fn["arguments"] = pseudonyms.restore(fn["arguments"])
 
 
 async def check_completion(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> None:

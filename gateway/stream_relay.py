@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.checks.pii import PSEUDONYMS
 from gateway.exchange import Exchange
 from gateway.keys import METER
+from gateway.pii.anonymize import Restorer
 from gateway.pipeline import Pipeline
 from gateway.routing import Route
 from gateway.runtime import Runtime
@@ -50,6 +52,7 @@ async def relay_stream(
 
     stream, first = await rt.router.call(ex, route, open_and_peek)
     guard = StreamGuard(ex, pipeline) if pipeline.response_checks else None
+    restorer = Restorer(ex.state[PSEUDONYMS]) if PSEUDONYMS in ex.state else None
     resp = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **ex.response_headers(),
     })
@@ -77,6 +80,9 @@ async def relay_stream(
                 if isinstance(chunk.get("error"), dict):
                     raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
                 _track_choices(chunk, seen, finished, received)
+                if restorer is not None and chunk.get("choices"):
+                    chunk = _restore_chunk(restorer, chunk)
+                    payload = orjson.dumps(chunk)
                 if isinstance(chunk.get("usage"), dict):
                     upstream_usage = chunk["usage"]
                     if not client_usage:
@@ -145,6 +151,22 @@ def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int], re
             args = (call.get("function") or {}).get("arguments")
             if isinstance(args, str):
                 received.append(args)
+
+
+def _restore_chunk(restorer: Restorer, chunk: dict[str, Any]) -> dict[str, Any]:
+    """Pseudonymized values back into the streamed text; a placeholder split across chunks is held
+    until it is complete (and released with the choice's finish at the latest)."""
+    choices = []
+    for c in chunk["choices"]:
+        delta = c.get("delta") or {}
+        idx = c.get("index", 0)
+        text = restorer.feed(idx, delta["content"]) if isinstance(delta.get("content"), str) else None
+        if c.get("finish_reason"):
+            text = (text or "") + restorer.flush(idx)
+        if text is not None:
+            c = {**c, "delta": {**delta, "content": text}}
+        choices.append(c)
+    return {**chunk, "choices": choices}
 
 
 def _final_chunk(template: dict[str, Any], ex: Exchange) -> dict[str, Any]:

@@ -1,0 +1,206 @@
+"""`pii` check: personal data in prompts (and answers), found by presidio plus our recognizers.
+
+Per entity type an action: block, redact (`<EMAIL_ADDRESS>`), mask, hash, pseudonymize (`<PERSON_1>`,
+restored in the answer) or flag. The verdict records types, counts, fields and positions, never values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.checks import register
+from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict
+from gateway.models.workers import run_model
+from gateway.pii.anonymize import Pseudonyms, hashed, mask, redact
+from gateway.pii.engine import KNOWN_TYPES, CustomRecognizer, PiiEngine
+from gateway.pii.entities import Entity
+
+PiiAction = Literal["block", "redact", "mask", "hash", "pseudonymize", "flag"]
+PSEUDONYMS = "pii.pseudonyms"  # Exchange.state key: the request's Pseudonyms, for restoring answers
+
+
+class EntityRule(CheckParams):
+    action: PiiAction = "redact"
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class RecognizerSpec(CheckParams):
+    entity: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="UPPER_SNAKE name of the entity type")
+    patterns: list[str] = Field(default_factory=list)
+    words: list[str] = Field(default_factory=list)
+    score: float = Field(default=0.9, ge=0, le=1)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
+        return patterns
+
+    @model_validator(mode="after")
+    def _something(self) -> RecognizerSpec:
+        if not self.patterns and not self.words:
+            raise ValueError("give `patterns` or `words`")
+        return self
+
+
+_DEFAULT_ENTITIES = {t: EntityRule() for t in (
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PERSON", "LOCATION",
+    "US_PASSPORT", "US_DRIVER_LICENSE", "US_BANK_NUMBER", "CRYPTO",
+)}
+
+
+class PiiParams(CheckParams):
+    mode: Literal["ner", "regex"] = Field(
+        default="ner", description="ner: spaCy model + patterns (names, places, orgs); regex: patterns only, faster")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="default minimum score per entity")
+    entities: dict[str, EntityRule | PiiAction] = Field(default_factory=lambda: dict(_DEFAULT_ENTITIES))
+    allow: list[str] = Field(default_factory=list, description="values never acted on (case-insensitive)")
+    allow_patterns: list[str] = Field(default_factory=list)
+    recognizers: list[RecognizerSpec] = Field(default_factory=list)
+    roles: list[str] | None = Field(default=None, description="message roles to check; default: all")
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    mask_keep_last: int = Field(default=0, ge=0, le=8)
+    hash_salt: str = ""
+
+    @model_validator(mode="after")
+    def _known_entities(self) -> PiiParams:
+        custom = {r.entity for r in self.recognizers}
+        unknown = sorted(set(self.entities) - KNOWN_TYPES - custom)
+        if unknown:
+            raise ValueError(
+                f"unknown entity type(s) {', '.join(unknown)} in `entities`; known: {', '.join(sorted(KNOWN_TYPES))} "
+                "(or declare one under `recognizers`)")
+        if not self.entities:
+            raise ValueError("`entities` is empty: name at least one entity type and its action")
+        for p in self.allow_patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"allow_patterns: {p!r} is not a valid regular expression: {e}") from None
+        return self
+
+    def rule(self, kind: str) -> EntityRule | None:
+        rule = self.entities.get(kind)
+        return EntityRule(action=rule) if isinstance(rule, str) else rule
+
+
+@register
+class Pii:
+    type = "pii"
+    Params = PiiParams
+
+    def __init__(self, params: PiiParams) -> None:
+        self.params = params
+        self.rules = {k: params.rule(k) for k in params.entities}
+        self.engine = PiiEngine(mode=params.mode, custom=tuple(
+            CustomRecognizer(r.entity, tuple(r.patterns), tuple(r.words), r.score) for r in params.recognizers))
+        self.allow = {a.lower() for a in params.allow}
+        self.allow_rx = re.compile("|".join(f"(?:{p})" for p in params.allow_patterns)) if params.allow_patterns else None
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether this check can change the request (so the upstream call must wait for it)."""
+        return any(r.action not in ("block", "flag") for r in self.rules.values())
+
+    async def warm(self) -> None:
+        await run_model(self.engine.analyze, "Warm-up: John Smith lives at 12 Baker Street, London.")
+
+    # ---- request phase --------------------------------------------------------------------------
+    async def request(self, ex) -> Verdict:
+        slots = [s for s in ex.request_texts() if self.params.roles is None or s[1] in self.params.roles]
+        if not slots:
+            return Verdict.allow("no text to check")
+        found = await run_model(self._detect_all, [text for _, _, text in slots])
+        pseudonyms: Pseudonyms | None = ex.state.get(PSEUDONYMS)
+        rewrites: dict[TextPath, str] = {}
+        report: list[dict] = []
+        block = flag = False
+        for (path, _role, text), ents in zip(slots, found):
+            if not ents:
+                continue
+            where = ".".join(map(str, path))
+            out = text
+            for e in sorted(ents, key=lambda x: x.start, reverse=True):
+                action = self.rules[e.type].action
+                report.append({**e.to_json(), "field": where, "action": action})
+                if action == "block":
+                    block = True
+                    continue
+                if action == "flag":
+                    flag = True
+                    continue
+                if action == "pseudonymize":
+                    if pseudonyms is None:
+                        pseudonyms = ex.state[PSEUDONYMS] = Pseudonyms.for_texts([t for _, _, t in slots])
+                    new = pseudonyms.placeholder(e.type, text[e.start:e.end])
+                else:
+                    new = self._replace(e, text[e.start:e.end], action)
+                out = out[: e.start] + new + out[e.end:]
+            if out != text:
+                rewrites[path] = out
+        return self._verdict(report, block, flag, rewrites=rewrites)
+
+    # ---- response phase -------------------------------------------------------------------------
+    async def response(self, ex, out: OutputSegment) -> Verdict:
+        (ents,) = await run_model(self._detect_all, [out.text])
+        report, block, flag, text = [], False, False, out.text
+        for e in sorted(ents, key=lambda x: x.start, reverse=True):
+            action = self.rules[e.type].action
+            report.append({**e.to_json(), "action": action})
+            if action == "block":
+                block = True
+            elif action == "flag":
+                flag = True
+            else:  # a placeholder in an answer would mean nothing to the reader: pseudonymize redacts
+                text = text[: e.start] + self._replace(e, text[e.start:e.end], action) + text[e.end:]
+        return self._verdict(report, block, flag, rewrite=text if text != out.text else None)
+
+    # ---- shared ---------------------------------------------------------------------------------
+    def detect(self, text: str) -> list[Entity]:
+        """Entities this policy acts on: configured types, above their thresholds, not allow-listed."""
+        out = []
+        for e in self.engine.analyze(text):
+            rule = self.rules.get(e.type)
+            if rule is None or e.score < (rule.threshold if rule.threshold is not None else self.params.threshold):
+                continue
+            value = text[e.start:e.end]
+            if value.lower() in self.allow or (self.allow_rx is not None and self.allow_rx.fullmatch(value)):
+                continue
+            out.append(e)
+        return out
+
+    def _detect_all(self, texts: list[str]) -> list[list[Entity]]:
+        return [self.detect(t) for t in texts]
+
+    def _replace(self, e: Entity, value: str, action: str) -> str:
+        if action == "mask":
+            return mask(value, self.params.mask_char, self.params.mask_keep_last)
+        if action == "hash":
+            return hashed(e.type, value, self.params.hash_salt)
+        return redact(e.type)
+
+    @staticmethod
+    def _verdict(report: list[dict], block: bool, flag: bool, *, rewrites=None, rewrite=None) -> Verdict:
+        if not report:
+            return Verdict.allow()
+        counts: dict[str, int] = {}
+        for r in report:
+            counts[r["type"]] = counts.get(r["type"], 0) + 1
+        report.sort(key=lambda r: (r.get("field", ""), r["start"]))
+        details = {"counts": counts, "entities": report[:50]}
+        reason = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
+        score = max(r["score"] for r in report)
+        if block:
+            return Verdict.block(f"personal data not allowed: {reason}", score=score, **details)
+        if rewrites:
+            return Verdict.redact_request(rewrites, f"personal data replaced: {reason}", score=score, **details)
+        if rewrite is not None:
+            return Verdict.redact_output(rewrite, f"personal data replaced: {reason}", score=score, **details)
+        return Verdict.flag(f"personal data found: {reason}", score=score, **details)

@@ -1,0 +1,1 @@
+"""Model loading and execution shared by the guardrail checks: lazy, once per process, off the loop."""

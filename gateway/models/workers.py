@@ -1,0 +1,30 @@
+"""Where model inference runs: a small bounded thread pool, never the event loop.
+
+Threads rather than processes: spaCy and torch release the GIL in their inner loops, a process pool
+would need a copy of each model per worker (~0.5 GB for MiniLM with torch), and results would be
+pickled back. Two workers match this machine's two cores; more only queue behind the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        workers = int(os.environ.get("GATEWAY_MODEL_WORKERS", "0")) or min(4, os.cpu_count() or 2)
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-model")
+    return _POOL
+
+
+async def run_model(fn: Callable[..., T], *args) -> T:
+    """Run CPU-bound model work in the model pool and await it."""
+    return await asyncio.get_running_loop().run_in_executor(pool(), fn, *args)
