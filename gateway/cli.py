@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check-policies, hash-key, mock-server, bench."""
+"""The `gateway` command: serve, check-policies, guard, usage, prompts, ab, drift, hash-key, mock-server, bench."""
 
 from __future__ import annotations
 
@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_drift_arguments(p)
     p.set_defaults(func=cmd_drift)
+
+    from gateway import guard_cli
+
+    guard_cli.add_parser(sub)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

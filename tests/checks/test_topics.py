@@ -1,0 +1,70 @@
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.checks.base import Action
+from gateway.checks.topics import Topics, TopicsParams
+from gateway.exchange import Exchange
+
+BANKING = {"name": "banking", "examples": ["what is my account balance", "transfer money to savings",
+                                           "my card was declined", "how do I change my PIN"]}
+
+
+def _ex(*contents):
+    return Exchange("chat.completions", {"messages": [{"role": "user", "content": c} for c in contents]})
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_allowed_topics_block_off_topic_and_report_the_closest_topic():
+    c = Topics(TopicsParams(allowed=[BANKING], threshold=0.3))
+    run(c.warm())
+    on = run(c.request(_ex("how much money is in my checking account")))
+    off = run(c.request(_ex("give me a recipe for lasagna")))
+    assert on.action is Action.ALLOW and on.details["topic"] == "banking"
+    assert off.action is Action.BLOCK and "off-topic" in off.reason and off.score > on.score
+
+
+def test_only_the_newest_user_turn_is_judged_by_default():
+    c = Topics(TopicsParams(allowed=[BANKING], threshold=0.3))
+    assert run(c.request(_ex("what is my balance", "and a lasagna recipe please"))).action is Action.BLOCK
+
+
+def test_denied_topics_with_keywords_and_flag_action():
+    c = Topics(TopicsParams(denied=[{"name": "medical", "examples": ["what medicine should I take for my headache"],
+                                     "keywords": ["dosage"]}], action="flag", threshold=0.5))
+    v = run(c.request(_ex("what's the right dosage?")))
+    assert v.action is Action.FLAG and v.details["denied"]["medical"] == 1.0
+    assert run(c.request(_ex("what is the capital of France"))).action is Action.ALLOW
+
+
+def test_examples_are_embedded_once_per_load_not_per_request(monkeypatch):
+    from gateway.models import embedder
+
+    c = Topics(TopicsParams(allowed=[BANKING]))
+    run(c.warm())
+    calls = []
+    real = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(len(texts)) or real(texts))
+    run(c.request(_ex("balance please")))
+    run(c.request(_ex("transfer 10 dollars")))
+    assert calls == [1, 1]  # only the request text, never the examples again
+
+
+def test_long_non_english_text_is_scored_in_pieces():
+    c = Topics(TopicsParams(allowed=[BANKING], threshold=0.3))
+    # Past MiniLM's 256-token window: a model that only read the start would see French cooking only.
+    text = "Bonjour, je voudrais une recette de cuisine. " * 200 + "What is my account balance? " * 40
+    assert run(c.request(_ex(text))).action is Action.ALLOW
+
+
+def test_bad_topic_config_is_rejected():
+    with pytest.raises(ValidationError, match="declare"):
+        TopicsParams()
+    with pytest.raises(ValidationError, match="examples"):
+        TopicsParams(allowed=[{"name": "x"}])
+    with pytest.raises(ValidationError, match="unique"):
+        TopicsParams(allowed=[BANKING, BANKING])
