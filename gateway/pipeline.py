@@ -50,6 +50,9 @@ class StreamSettings(BaseModel):
 class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
+    # When every request check only judges (blocks or flags, never rewrites) and does not guard data
+    # from leaving, the upstream call starts alongside the checks and is cancelled if one blocks.
+    start_upstream_early: bool = True
     request: list[dict[str, Any]] = Field(default_factory=list)
     response: list[dict[str, Any]] = Field(default_factory=list)
     stream: StreamSettings = Field(default_factory=StreamSettings)
@@ -74,9 +77,15 @@ class SegmentDecision:
 
 class Pipeline:
     def __init__(
-        self, name: str, request: list[BoundCheck], response: list[BoundCheck], stream: StreamSettings
+        self, name: str, request: list[BoundCheck], response: list[BoundCheck], stream: StreamSettings,
+        start_upstream_early: bool = True,
     ) -> None:
         self.name = name
+        # A check opts in with `overlap_safe = True` (a property where it depends on its params): it
+        # never rewrites the request, and what it blocks may reach the model (topics, injection) -
+        # unlike a `pii` or deny-list block, whose point is that the text never leaves.
+        self.overlap_upstream = start_upstream_early and bool(request) and all(
+            getattr(b.check, "overlap_safe", False) for b in request)
         self.request_checks = request
         self.response_checks = response
         self.hold_checks = [c for c in response if c.stream == "hold"]
@@ -194,7 +203,7 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
             phases[phase].append(bound)
     if problems:
         raise ValueError("\n".join(problems))
-    return Pipeline(name, phases["request"], phases["response"], policy.stream)
+    return Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early)
 
 
 def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -23,6 +25,8 @@ from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock_model import validate_overrides
 from gateway.validation import parse_json, pop_gateway_options, validate_chat, validate_embeddings
 
+
+T = TypeVar("T")
 
 
 def _too_big(limit: int) -> GatewayError:
@@ -46,7 +50,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange, Route, Pipeline]:
-    """Authenticate, parse, validate, route, admit (limits) and run the request checks."""
+    """Authenticate, parse, validate, route, admit (limits) and run the request checks - unless the
+    policy lets them overlap the upstream call (chat only), in which case the caller runs them."""
     rt: Runtime = request.app[HOLDER].current
     ex = Exchange(endpoint, {})  # type: ignore[arg-type]
     ex.metered = rt.metering
@@ -69,8 +74,31 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     if rt.metering and principal.scopes:
         await request.app[METER].admit(ex, rt, principal)
     pipeline = rt.pipelines[principal.policy]
-    await pipeline.run_request(ex)
+    if not (pipeline.overlap_upstream and endpoint == "chat.completions"):
+        await pipeline.run_request(ex)
     return rt, ex, route, pipeline
+
+
+async def alongside_checks(ex: Exchange, pipeline: Pipeline, upstream_call: Awaitable[T]) -> T:
+    """Start the upstream call, run the request checks meanwhile; if a check blocks, cancel the call
+    (its result, if any, is dropped: nothing of a blocked request reaches the client)."""
+    if not pipeline.overlap_upstream:
+        return await upstream_call
+    task = asyncio.ensure_future(upstream_call)
+    try:
+        await pipeline.run_request(ex)
+    except BaseException:
+        task.cancel()
+        try:
+            result = await task
+        except BaseException:  # cancelled, or failed on its own: either way nothing to release
+            pass
+        else:  # it finished first: an opened stream must still be closed
+            stream = result[0] if isinstance(result, tuple) else result
+            if hasattr(stream, "aclose"):
+                await stream.aclose()
+        raise
+    return await task
 
 
 def apply_experiment(ex: Exchange, rt: Runtime, request: web.Request) -> None:
@@ -142,12 +170,12 @@ def completion_text(data: dict[str, Any]) -> str:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt, ex, route, pipeline = await _begin(request, "chat.completions")
     if ex.stream:
-        return await relay_stream(request, rt, ex, route, pipeline)
+        return await relay_stream(request, rt, ex, route, pipeline, alongside_checks)
 
     async def call(upstream: Upstream, model: str) -> dict[str, Any]:
         return await upstream.chat(ex, model, ex.body)
 
-    data = await rt.router.call(ex, route, call)
+    data = await alongside_checks(ex, pipeline, rt.router.call(ex, route, call))
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
     if PSEUDONYMS in ex.state:

@@ -28,7 +28,7 @@ log = logging.getLogger("gateway.relay")
 
 
 async def relay_stream(
-    request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline
+    request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline, alongside_checks
 ) -> web.StreamResponse:
     client_usage = bool((ex.body.get("stream_options") or {}).get("include_usage"))
     # Ask for usage even when the client did not (and drop that chunk again before it reaches the
@@ -50,7 +50,9 @@ async def relay_stream(
             raise
         return stream, first
 
-    stream, first = await rt.router.call(ex, route, open_and_peek)
+    # Opening the stream may overlap the request checks (proxy.alongside_checks): headers are sent only
+    # after both are done, so a blocked request never shows the client a byte of the answer.
+    stream, first = await alongside_checks(ex, pipeline, rt.router.call(ex, route, open_and_peek))
     guard = StreamGuard(ex, pipeline) if pipeline.response_checks else None
     restorer = Restorer(ex.state[PSEUDONYMS]) if PSEUDONYMS in ex.state else None
     resp = web.StreamResponse(headers={

@@ -43,6 +43,10 @@ class DenyList:
     type = "denylist"
     Params = DenyListParams
 
+    @property
+    def overlap_safe(self) -> bool:
+        return self.params.action == "flag"  # see Pipeline.overlap_upstream
+
     def __init__(self, params: DenyListParams) -> None:
         if not params.words and not params.patterns:
             raise ValueError("give at least one entry in `words` or `patterns`")

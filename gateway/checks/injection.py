@@ -131,7 +131,7 @@ class InjectionParams(CheckParams):
 class Injection:
     type = "injection"
     Params = InjectionParams
-    rewrites = False
+    overlap_safe = True  # judges only; see Pipeline.overlap_upstream
 
     def __init__(self, params: InjectionParams) -> None:
         if params.similarity_ceiling <= params.similarity_floor:

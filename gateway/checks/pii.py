@@ -105,9 +105,10 @@ class Pii:
         self.allow_rx = re.compile("|".join(f"(?:{p})" for p in params.allow_patterns)) if params.allow_patterns else None
 
     @property
-    def rewrites(self) -> bool:
-        """Whether this check can change the request (so the upstream call must wait for it)."""
-        return any(r.action not in ("block", "flag") for r in self.rules.values())
+    def overlap_safe(self) -> bool:
+        """Only a flag-only pii check lets the upstream call start before it finished: any other
+        action exists to keep the data from leaving (see Pipeline.overlap_upstream)."""
+        return all(r.action == "flag" for r in self.rules.values())
 
     async def warm(self) -> None:
         await run_model(self.engine.analyze, "Warm-up: John Smith lives at 12 Baker Street, London.")

@@ -98,7 +98,7 @@ class Topics:
         self.denied = _TopicIndex(params.denied, params.threshold, params.top_k)
         self._built = False
 
-    rewrites = False
+    overlap_safe = True  # judges only; see Pipeline.overlap_upstream
 
     async def warm(self) -> None:
         await run_model(self._build)
