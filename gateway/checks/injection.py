@@ -25,7 +25,6 @@ from gateway.checks import register
 from gateway.checks.base import CheckParams, Verdict
 from gateway.models import embedder
 from gateway.models.workers import run_model
-from gateway.pii.engine import chunks
 
 ATTACKS_FILE = Path(__file__).resolve().parent.parent / "guard_data" / "injection_attacks.txt"
 
@@ -153,18 +152,19 @@ class Injection:
         texts = [t for _, role, t in ex.request_texts() if role in self.params.roles and t.strip()]
         if not texts:
             return Verdict.allow("no text to check")
-        return await run_model(self.judge, "\n\n".join(texts))
+        return await run_model(self.judge, texts, ex.state.setdefault(embedder.STATE_KEY, {}))
 
-    def judge(self, text: str) -> Verdict:
-        hits = heuristic_hits(text)
+    def judge(self, texts: list[str] | str, cache: dict | None = None) -> Verdict:
+        texts = [texts] if isinstance(texts, str) else texts
+        hits = heuristic_hits("\n\n".join(texts))
         h = max(hits.values(), default=0.0)
         e = 0.0
         nearest = None
         if self.params.use_embeddings:
             self._build()
-            # Sentence-sized pieces: an attack hidden in a long pasted document is judged on its own.
-            pieces = [p for _, p in chunks(text, 400) if p.strip()]
-            sims = embedder.encode(pieces) @ self._vectors.T
+            # Paragraph-sized pieces: an attack hidden in a long pasted document is judged on its own.
+            pieces = [p for t in texts for p in embedder.pieces(t)]
+            sims = embedder.encode_cached(pieces, cache) @ self._vectors.T
             best = float(sims.max())
             nearest = int(np.unravel_index(sims.argmax(), sims.shape)[1])
             lo, hi = self.params.similarity_floor, self.params.similarity_ceiling

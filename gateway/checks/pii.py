@@ -111,7 +111,8 @@ class Pii:
         return all(r.action == "flag" for r in self.rules.values())
 
     async def warm(self) -> None:
-        await run_model(self.engine.analyze, "Warm-up: John Smith lives at 12 Baker Street, London.")
+        # The e-mail makes presidio's validator build its public-suffix index now, not on a request.
+        await run_model(self.engine.analyze, "Warm-up: John Smith (john@example.com) lives at 12 Baker Street, London.")
 
     # ---- request phase --------------------------------------------------------------------------
     async def request(self, ex) -> Verdict:

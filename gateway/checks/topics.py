@@ -2,7 +2,7 @@
 
 Each topic is a name plus a few example phrases (and optional keywords). A request's user text is
 embedded with all-MiniLM-L6-v2 and compared with the examples; topic examples are embedded once per
-policy load (in `warm`), never per request. The score of a topic is the mean of the best
+policy load (in `warm`), never per request. Long text is scored piece by piece; the best piece counts. The score of a topic is the mean of the best
 `top_k` example similarities, which is steadier than a single nearest example.
 """
 
@@ -18,10 +18,6 @@ from gateway.checks import register
 from gateway.checks.base import CheckParams, Verdict
 from gateway.models import embedder
 from gateway.models.workers import run_model
-from gateway.pii.engine import chunks
-
-# MiniLM reads at most 256 word pieces; longer user text is scored piece by piece (best piece counts).
-_PIECE_CHARS = 800
 
 
 class Topic(CheckParams):
@@ -115,12 +111,12 @@ class Topics:
             texts = texts[-1:]
         if not texts:
             return Verdict.allow("no user text")
-        return await run_model(self.judge, "\n".join(texts))
+        return await run_model(self.judge, "\n".join(texts), ex.state.setdefault(embedder.STATE_KEY, {}))
 
-    def judge(self, text: str) -> Verdict:
+    def judge(self, text: str, cache: dict | None = None) -> Verdict:
         """Score `text` against the topics (synchronous; also used by `gateway guard` and benchmarks)."""
         self._build()
-        pieces = embedder.encode([p for _, p in chunks(text, _PIECE_CHARS)])
+        pieces = embedder.encode_cached(embedder.pieces(text), cache)
         details: dict = {}
         if self.params.denied:
             scores = self.denied.scores(pieces, text)

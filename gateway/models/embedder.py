@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from gateway.models.chunking import chunks
+
 _LOCK = threading.Lock()
 
 
@@ -54,3 +56,24 @@ def encode(texts: list[str]) -> np.ndarray:
     vecs = _model().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
                            show_progress_bar=False)
     return np.asarray(vecs, dtype=np.float32)
+
+
+# MiniLM reads at most 256 word pieces; text is embedded in pieces of about a paragraph, cut at
+# sentence ends, so nothing past the model's window is silently dropped.
+PIECE_CHARS = 600
+STATE_KEY = "embeddings"  # Exchange.state: piece text -> vector, shared by the checks of one request
+
+
+def pieces(text: str) -> list[str]:
+    return [p for _, p in chunks(text, PIECE_CHARS) if p.strip()] or [text]
+
+
+def encode_cached(texts: list[str], cache: dict[str, np.ndarray] | None) -> np.ndarray:
+    """`encode`, reusing vectors another check of the same request already computed (topics and
+    injection both read the user's message: one model pass serves both)."""
+    if cache is None:
+        return encode(texts)
+    missing = [t for t in dict.fromkeys(texts) if t not in cache]
+    if missing:
+        cache.update(zip(missing, encode(missing)))
+    return np.stack([cache[t] for t in texts])

@@ -10,7 +10,8 @@ from gateway.checks.base import Action, OutputSegment
 from gateway.checks.pii import PSEUDONYMS, Pii, PiiParams
 from gateway.exchange import Exchange
 from gateway.pii.anonymize import Pseudonyms, Restorer
-from gateway.pii.engine import PiiEngine, chunks
+from gateway.models.chunking import chunks
+from gateway.pii.engine import PiiEngine
 
 
 def _ex(*contents, role="user"):

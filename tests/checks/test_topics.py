@@ -57,8 +57,13 @@ def test_examples_are_embedded_once_per_load_not_per_request(monkeypatch):
 def test_long_non_english_text_is_scored_in_pieces():
     c = Topics(TopicsParams(allowed=[BANKING], threshold=0.3))
     # Past MiniLM's 256-token window: a model that only read the start would see French cooking only.
-    text = "Bonjour, je voudrais une recette de cuisine. " * 200 + "What is my account balance? " * 40
-    assert run(c.request(_ex(text))).action is Action.ALLOW
+    french = "Bonjour, je voudrais une recette de cuisine. " * 200
+    banking = ("I need help with my checking account. What is my current balance? "
+               "Can I transfer money to my savings account? My card was declined yesterday.")
+    only_french = run(c.request(_ex(french)))
+    with_banking = run(c.request(_ex(french + banking)))
+    assert only_french.action is Action.BLOCK
+    assert with_banking.details["allowed"]["banking"] > only_french.details["allowed"]["banking"] + 0.1
 
 
 def test_bad_topic_config_is_rejected():
