@@ -8,6 +8,7 @@ injection, all three); metering off so only the checks differ. Requests to all g
 interleaved. Reports, per policy: added latency p50/p99 over the no-check gateway for a 100-word and
 a 2,000-word prompt; throughput at concurrency 16 (100 words); and, during that load, the latency of
 a /healthz probe every 20 ms (the event loop must stay responsive while models run in the pool).
+`--upstream-latency-ms 300` shows the early upstream start: judging-only checks overlap the model.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ GATEWAY_YAML = """
 upstreams:
   upstream: {{type: openai, base_url: {upstream}/v1, timeouts: {{connect_s: 5, read_s: 60}}, max_connections: 1000}}
 models:
-  bench: {{targets: [{{upstream: upstream, model: "fixed?text=Your+balance+is+shown+in+the+app."}}], retries: 0}}
+  bench: {{targets: [{{upstream: upstream, model: "fixed?text=Your+balance+is+shown+in+the+app.&latency_ms={latency}"}}], retries: 0}}
 open_mode: {{policy: bench}}
 server: {{max_body_mb: 8}}
 metering: {{enabled: false}}
@@ -127,6 +128,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200, help="sequential requests per gateway (100 words)")
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds of load at concurrency 16 per gateway")
+    ap.add_argument("--upstream-latency-ms", type=float, default=0,
+                    help="mock model latency; with a realistic value (e.g. 300) checks that only judge "
+                         "(topics, injection) run while the model works and add almost nothing")
     ap.add_argument("--json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guard-bench-"))
@@ -140,7 +144,7 @@ def main() -> None:
         for name, policy in POLICIES.items():
             pol = work / name / "policies"
             pol.mkdir(parents=True)
-            (pol / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream))
+            (pol / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream, latency=args.upstream_latency_ms))
             (pol / "bench.yaml").write_text(policy)
             port = procs.free_port()
             proc = procs.spawn(["-m", "gateway", "serve", "--policies", str(pol), "--port", str(port),

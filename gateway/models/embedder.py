@@ -60,7 +60,7 @@ def encode(texts: list[str]) -> np.ndarray:
 
 # MiniLM reads at most 256 word pieces; text is embedded in pieces of about a paragraph, cut at
 # sentence ends, so nothing past the model's window is silently dropped.
-PIECE_CHARS = 600
+PIECE_CHARS = 1000
 STATE_KEY = "embeddings"  # Exchange.state: piece text -> vector, shared by the checks of one request
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -21,8 +22,19 @@ def pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
         workers = int(os.environ.get("GATEWAY_MODEL_WORKERS", "0")) or min(4, os.cpu_count() or 2)
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-model")
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-model",
+                                   initializer=_lower_priority)
     return _POOL
+
+
+def _lower_priority() -> None:
+    """Model threads run at a lower CPU priority than the event loop (Linux nice is per thread, and
+    threads torch or spaCy start from here inherit it): under full model load the loop still
+    answers health probes and relays streams promptly; alone, the models lose nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
 
 
 async def run_model(fn: Callable[..., T], *args) -> T:
