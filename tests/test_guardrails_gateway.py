@@ -19,6 +19,7 @@ models:
 keys:
   - {name: guarded, env: GUARD_TEST_KEY, policy: guarded}
   - {name: fragile, env: FRAGILE_TEST_KEY, policy: fragile}
+  - {name: ops, env: OPS_TEST_KEY, admin: true}
 server: {watch_interval_s: 0}
 """
 
@@ -50,7 +51,8 @@ def gw(tmp_path_factory, monkeypatch_module):
         "- {match: 'Maria', reply: 'LEAK: upstream saw the raw name'}\n"
         "- {match: '<PERSON_1>', reply: 'Dear <PERSON_1>, we wrote to <EMAIL_ADDRESS_1>.'}\n"
         "- {reply: 'no match'}\n")
-    with running_gateway(root) as server:
+    with running_gateway(root, ledger=root / "ledger.db") as server:
+        server.ledger = root / "ledger.db"
         yield server
 
 
@@ -59,6 +61,7 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     mp.setenv("GUARD_TEST_KEY", "sk-guarded-test")
     mp.setenv("FRAGILE_TEST_KEY", "sk-fragile-test")
+    mp.setenv("OPS_TEST_KEY", "sk-ops-test")
     yield mp
     mp.undo()
 
@@ -172,3 +175,22 @@ def test_judging_only_policies_start_the_upstream_early_but_never_leak_a_blocked
         assert ok.choices[0].message.content == "hello there"
         chunks = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi you"}], stream=True)
         assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "hi you"
+
+
+def test_findings_reach_metrics_and_the_ledger_without_values(gw):
+    import sqlite3
+    import time
+
+    import httpx
+
+    client(gw).chat.completions.create(model="echo", messages=MSG)
+    metrics = httpx.get(gw.url + "/metrics", headers={"Authorization": "Bearer sk-ops-test"}).text
+    assert 'gateway_check_findings_total{kind="PERSON",type="pii"}' in metrics
+    assert "Maria" not in metrics
+    deadline = time.monotonic() + 10
+    rows = []
+    while time.monotonic() < deadline and not rows:  # the ledger writer commits in batches
+        with sqlite3.connect(gw.ledger) as db:
+            rows = [r[0] for r in db.execute("SELECT verdicts FROM requests WHERE verdicts LIKE '%pii%'")]
+        time.sleep(0.1)
+    assert rows and all("Maria" not in r and "example.com" not in r for r in rows)

@@ -135,6 +135,8 @@ class Meter:
         for r in ex.results:
             child(m.verdicts, r.type, r.verdict.action.value, r.status).inc()
             child(m.check_latency, r.type).observe(r.latency_ms / 1000)
+            for kind, n in (r.verdict.details.get("counts") or {}).items():
+                child(m.findings, r.type, kind).inc(n)
         if self.ledger is not None:
             self.ledger.record(_row(ex, status, grp, elapsed))
 

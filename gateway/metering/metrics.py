@@ -27,6 +27,8 @@ class Metrics:
                                 ["model"], registry=r)
         self.verdicts = Counter("gateway_check_verdicts", "Check verdicts by type, action and run status",
                                 ["type", "action", "status"], registry=r)
+        self.findings = Counter("gateway_check_findings", "What checks found, by check type and kind "
+                                "(pii: entity type) - counts only", ["type", "kind"], registry=r)
         self.check_latency = Histogram("gateway_check_duration_seconds", "Time per check run", ["type"],
                                        buckets=_OVERHEAD, registry=r)
         self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a rate limit or budget",
