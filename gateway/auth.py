@@ -79,6 +79,13 @@ class KeyRing:
     def open_mode(self) -> bool:
         return self.open_principal is not None
 
+    def policies_in_use(self) -> set[str]:
+        """Policies some usable key (or open mode) sends requests through."""
+        used = {p.policy for p in self._by_hash.values()}
+        if self.open_principal is not None:
+            used.add(self.open_principal.policy)
+        return used
+
     def authenticate(self, authorization: str | None) -> Principal:
         if self.open_principal is not None:
             return self.open_principal

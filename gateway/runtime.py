@@ -58,8 +58,12 @@ class Runtime:
             warm = getattr(upstream, "warm", None)
             if warm is not None:
                 await warm()
-        for pipeline in self.pipelines.values():
-            await pipeline.warm()
+        # Only policies a key can reach: a policy file nobody uses must not load its models (a
+        # guardrail model costs seconds and hundreds of MB). Checks still load lazily if need be.
+        used = self.keys.policies_in_use()
+        for name, pipeline in self.pipelines.items():
+            if name in used:
+                await pipeline.warm()
 
     def experiments_for(self, model: object, prompt: str | None) -> list[Splitter]:
         """Experiments a request takes part in candidacy for, in file order (the first active one wins)."""

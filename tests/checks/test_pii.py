@@ -149,3 +149,42 @@ def test_engine_quality_smoke_on_typical_sentences():
     ents = PiiEngine().analyze("Tomomi Nishiyama lives at 86036 Rua do Arenque 1634, Goiânia. Call 0688 872 49 99.")
     kinds = {e.type for e in ents}
     assert {"PERSON", "LOCATION", "PHONE_NUMBER"} <= kinds
+
+
+@pytest.mark.parametrize("on_error, blocked", [("open", False), ("closed", True)])
+def test_a_crashing_pii_check_is_contained_per_on_error(tmp_path, on_error, blocked):
+    from gateway.config.yamlfile import load_yaml
+    from gateway.errors import GuardrailUnavailable
+    from gateway.pipeline import build_pipeline
+
+    (tmp_path / "p.yaml").write_text(f"request:\n  - {{type: pii, on_error: {on_error}}}\n")
+    pipeline = build_pipeline("p", load_yaml(tmp_path / "p.yaml"))
+
+    def boom(text):
+        raise RuntimeError("analyzer exploded on " + text)  # the message quotes user text
+
+    pipeline.request_checks[0].check.engine.analyze = boom
+    ex = _ex("Maria Lopez, maria@example.com")
+    if blocked:
+        with pytest.raises(GuardrailUnavailable):
+            run(pipeline.run_request(ex))
+    else:
+        run(pipeline.run_request(ex))
+    result = ex.results[0]
+    assert result.status == "error" and result.error == "RuntimeError"
+    assert "Maria" not in repr(result.to_json())
+
+
+def test_unused_policies_do_not_load_models(tmp_path):
+    from tests.helpers import running_gateway, write_policies
+
+    root = write_policies(tmp_path, """
+    upstreams: {mock: {type: mock}}
+    models: {echo: {targets: [{upstream: mock, model: echo}]}}
+    server: {watch_interval_s: 0}
+    """, unused="request: [{type: pii}]\n")
+    with running_gateway(root) as gw:
+        from gateway.keys import HOLDER
+
+        pii = gw.app[HOLDER].current.pipelines["unused"].request_checks[0].check
+        assert gw.app[HOLDER].ready and not pii.engine.loaded
