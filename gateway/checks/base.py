@@ -16,6 +16,7 @@ contains it and applies the check's `on_error` setting.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -79,6 +80,16 @@ class OutputSegment:
     text: str
     prior: str = ""  # output of this choice already checked (and, in streams, maybe already sent)
     final: bool = True  # no more output follows for this choice
+
+
+def valid_patterns(patterns: list[str]) -> list[str]:
+    """For a params field of regular expressions: each must compile (the error names the bad one)."""
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
+    return patterns
 
 
 class CheckParams(BaseModel):

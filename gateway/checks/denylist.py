@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from gateway.checks import register
-from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict
+from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict, valid_patterns
 
 # Scanning is microseconds for ordinary prompts; past this size a regex pass can take milliseconds,
 # so it moves to a worker thread to keep the event loop responsive.
@@ -27,15 +27,7 @@ class DenyListParams(CheckParams):
     replacement: str = "[REDACTED]"
     category: str = "denylist"
 
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
-        return patterns
+    _patterns_compile = field_validator("patterns")(valid_patterns)
 
 
 @register

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.checks import register
-from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict
+from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict, valid_patterns
 from gateway.models.workers import run_model
 from gateway.pii.anonymize import Pseudonyms, hashed, mask, redact
 from gateway.pii.engine import KNOWN_TYPES, CustomRecognizer, PiiEngine
@@ -33,15 +33,7 @@ class RecognizerSpec(CheckParams):
     words: list[str] = Field(default_factory=list)
     score: float = Field(default=0.9, ge=0, le=1)
 
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"pattern {p!r} is not a valid regular expression: {e}") from None
-        return patterns
+    _patterns_compile = field_validator("patterns")(valid_patterns)
 
     @model_validator(mode="after")
     def _something(self) -> RecognizerSpec:
@@ -79,12 +71,9 @@ class PiiParams(CheckParams):
                 "(or declare one under `recognizers`)")
         if not self.entities:
             raise ValueError("`entities` is empty: name at least one entity type and its action")
-        for p in self.allow_patterns:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"allow_patterns: {p!r} is not a valid regular expression: {e}") from None
         return self
+
+    _allow_patterns_compile = field_validator("allow_patterns")(valid_patterns)
 
     def rule(self, kind: str) -> EntityRule | None:
         rule = self.entities.get(kind)
