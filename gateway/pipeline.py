@@ -114,6 +114,16 @@ class Pipeline:
             if verdict.action is Action.REDACT and verdict.rewrites:
                 for path, text in verdict.rewrites.items():
                     ex.set_text(path, text)
+        self.prepare_response(ex)
+
+    def prepare_response(self, ex: Exchange) -> None:
+        """Let response checks get ready while the model works (e.g. embed the request's documents),
+        so the answer is checked sooner. A check with `prepare(ex)` stores what it starts on `ex`;
+        if preparing fails, its response method finds nothing and does the work itself."""
+        for bound in self.response_checks:
+            prepare = getattr(bound.check, "prepare", None)
+            if prepare is not None:
+                prepare(ex)
 
     # ---- response phase -------------------------------------------------------------------------
     async def check_segment(

@@ -16,6 +16,7 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
 from gateway.keys import EXCHANGE, HOLDER, METER
+from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
 from gateway.pipeline import Pipeline
 from gateway.routing import Route
@@ -169,6 +170,8 @@ def completion_text(data: dict[str, Any]) -> str:
 # ---- /v1/chat/completions ----------------------------------------------------------------------
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt, ex, route, pipeline = await _begin(request, "chat.completions")
+    if pipeline.response_checks:  # a check may ask a judge model, through the same routing and metering
+        ex.state[MODEL_CALLER] = ModelCaller(request.app, rt, ex)
     if ex.stream:
         return await relay_stream(request, rt, ex, route, pipeline, alongside_checks)
 

@@ -1,0 +1,264 @@
+"""`faithfulness` check: is the answer supported by the documents the request supplied?
+
+Documents come from `gateway.context` ([{id, text}]), `tool` messages, and/or a request field named
+in the policy. Each answer sentence is scored (see gateway/faithfulness/scorer.py); the verdict gives
+the overall score, per-claim support and the unsupported claims (positions, not text). Optionally an
+LLM judge, called through the gateway's own routing and metering, verifies the claims: alone
+(`judge.mode: only`) or for borderline scores (`confirm`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from gateway.checks import register
+from gateway.checks.base import CheckParams, OutputSegment, Verdict
+from gateway.faithfulness.scorer import Context, Result, Weights, claim_texts, content_words, score_claims
+from gateway.model_calls import MODEL_CALLER
+from gateway.models import embedder
+from gateway.models.workers import run_model
+
+_STATE = "faithfulness.context"
+
+
+class JudgeParams(CheckParams):
+    model: str = Field(min_length=1, description="a model name from gateway.yaml")
+    mode: Literal["confirm", "only"] = "confirm"
+    band: tuple[float, float] = Field(default=(0.5, 0.85), description="confirm: scores in this band go to the judge")
+    max_tokens: int = Field(default=400, ge=16, le=4000)
+
+
+class FaithfulnessParams(CheckParams):
+    threshold: float = Field(default=0.78, ge=0, le=1, description="answer (or streamed window) score below: act")
+    claim_threshold: float | None = Field(default=None, ge=0, le=1,
+                                          description="a claim below is 'unsupported' (default: threshold)")
+    action: Literal["flag", "block", "redact"] = "flag"
+    replacement: str = "[removed: not supported by the provided documents]"
+    context_from: list[Literal["gateway", "tools"]] = Field(default_factory=lambda: ["gateway", "tools"])
+    context_field: str | None = Field(default=None, description="dotted path in the request body, e.g. metadata.documents")
+    on_missing_context: Literal["allow", "block"] = "allow"
+    use_embeddings: bool = True
+    max_context_sentences: int = Field(default=300, ge=10, le=5000,
+                                       description="embed at most this many context sentences (most relevant first)")
+    judge: JudgeParams | None = None
+
+    @model_validator(mode="after")
+    def _sources(self) -> FaithfulnessParams:
+        if not self.context_from and not self.context_field:
+            raise ValueError("give `context_from` and/or `context_field`: where the documents come from")
+        return self
+
+
+class JudgeError(RuntimeError):
+    """The judge's answer was not the JSON verdict asked for (contained per the check's on_error)."""
+
+
+@register
+class Faithfulness:
+    type = "faithfulness"
+    Params = FaithfulnessParams
+
+    def __init__(self, params: FaithfulnessParams) -> None:
+        self.params = params
+        self.claim_threshold = params.claim_threshold if params.claim_threshold is not None else params.threshold
+        self.weights = Weights()
+
+    async def warm(self) -> None:
+        if self.params.use_embeddings:
+            await run_model(embedder.load)
+
+    # ---- documents ------------------------------------------------------------------------------
+    def documents(self, ex) -> list[str]:
+        docs: list[str] = []
+        if "gateway" in self.params.context_from and ex.options.context:
+            docs += [d.text for d in ex.options.context]
+        if "tools" in self.params.context_from:
+            for m in ex.body.get("messages") or ():
+                if isinstance(m, dict) and m.get("role") == "tool":
+                    c = m.get("content")
+                    if isinstance(c, str):
+                        docs.append(c)
+                    elif isinstance(c, list):
+                        docs += [p["text"] for p in c if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        if self.params.context_field:
+            docs += _field_docs(ex.body, self.params.context_field)
+        return [d for d in docs if d.strip()]
+
+    @staticmethod
+    def question(ex) -> str:
+        users = [t for _, role, t in ex.request_texts() if role == "user"]
+        return users[-1] if users else ""
+
+    # ---- preparing while the model works ------------------------------------------------------
+    def prepare(self, ex) -> None:
+        """Start reading and embedding the documents now (the answer is not needed for that)."""
+        if _STATE in ex.state:
+            return
+        docs = self.documents(ex)
+        if docs:
+            ctx = Context(docs, self.question(ex))
+            ex.state[_STATE] = ctx
+            if self.params.use_embeddings and len(ctx.sentences) <= self.params.max_context_sentences:
+                ex.state[_STATE + ".task"] = asyncio.ensure_future(run_model(self._embed_context, ctx, ""))
+
+    async def _context(self, ex, docs: list[str]) -> Context:
+        ctx = ex.state.get(_STATE)
+        if ctx is None:
+            ctx = ex.state[_STATE] = Context(docs, self.question(ex))
+        task = ex.state.pop(_STATE + ".task", None)
+        if task is not None:
+            try:
+                await task
+            except Exception:  # preparing failed: scoring embeds the context itself (or fails there)
+                ctx.vectors = None
+        return ctx
+
+    # ---- response phase -------------------------------------------------------------------------
+    async def response(self, ex, out: OutputSegment) -> Verdict:
+        docs = self.documents(ex)
+        if not docs:
+            if self.params.on_missing_context == "block":
+                return Verdict.block("skipped: no context supplied, and the policy requires it", skipped="no context")
+            return Verdict.allow("skipped: no context", skipped="no context")
+        if not content_words(out.text, drop_fillers=True):
+            return Verdict.allow("nothing to check", claims=0)
+        ctx = await self._context(ex, docs)
+        result = await run_model(self._score, out.text, ctx)
+        verdict_score = result.score
+        judged: dict[str, Any] | None = None
+        if self.params.judge is not None:
+            lo, hi = self.params.judge.band
+            if self.params.judge.mode == "only" or lo <= result.score < hi:
+                judged = await self._ask_judge(ex, out.text, result, ctx)
+                verdict_score = judged["score"]
+        return self._verdict(out.text, result, verdict_score, judged)
+
+    def score(self, answer: str, docs: list[str], question: str = "") -> Result:
+        """Synchronous scoring for benchmarks and the CLI."""
+        return self._score(answer, Context(docs, question))
+
+    def _score(self, answer: str, ctx: Context) -> Result:
+        if not self.params.use_embeddings:
+            return score_claims(answer, ctx, self.weights)
+        # Similarity can only lift a claim the words do not fully support: embed just those claims.
+        lexical = score_claims(answer, ctx, self.weights)
+        need = [i for i, c in enumerate(lexical.claims) if c.lexical < 1.0]
+        if not need:
+            return lexical
+        self._embed_context(ctx, answer)
+        texts = claim_texts(answer, ctx.question)
+        vectors = np.zeros((len(texts), 384), dtype=np.float32)
+        vectors[need] = embedder.encode([texts[i] for i in need])
+        return score_claims(answer, ctx, self.weights, vectors)
+
+    def _embed_context(self, ctx: Context, answer: str) -> None:
+        if ctx.vectors is not None:
+            return
+        sentences = ctx.sentences
+        if len(sentences) > self.params.max_context_sentences:
+            # Huge contexts: embed the sentences sharing most words with the answer (bounded cost);
+            # the lexical part still reads every document in full.
+            words = set(content_words(answer))
+            ranked = sorted(sentences, key=lambda s: -len(words & set(content_words(s))))
+            sentences = ranked[: self.params.max_context_sentences]
+        ctx.vectors = embedder.encode(sentences) if sentences else np.zeros((0, 384), dtype=np.float32)
+
+    # ---- judge ----------------------------------------------------------------------------------
+    async def _ask_judge(self, ex, answer: str, result: Result, ctx: Context) -> dict[str, Any]:
+        caller = ex.state.get(MODEL_CALLER)
+        if caller is None:
+            raise JudgeError("no model caller on this request (judge mode needs the gateway's routing)")
+        claims = [answer[c.start:c.end] for c in result.claims]
+        numbered = "\n".join(f"{i}. {c}" for i, c in enumerate(claims))
+        docs = "\n\n".join(f"[doc {i}] {d}" for i, d in enumerate(ctx.docs))
+        messages = [
+            {"role": "system", "content": JUDGE_SYSTEM},
+            {"role": "user", "content": f"Documents:\n{docs}\n\nQuestion: {ctx.question}\n\nClaims:\n{numbered}"},
+        ]
+        text = await caller.chat(self.params.judge.model, messages, temperature=0,
+                                 max_tokens=self.params.judge.max_tokens)
+        return parse_judge(text, len(claims))
+
+    # ---- verdict --------------------------------------------------------------------------------
+    def _verdict(self, answer: str, result: Result, score: float, judged: dict | None) -> Verdict:
+        unsupported = result.unsupported(self.claim_threshold)
+        if judged is not None:
+            unsupported = judged["unsupported"]
+        details: dict[str, Any] = {
+            "claims": len(result.claims),
+            "unsupported": [{"index": i, "start": result.claims[i].start, "end": result.claims[i].end,
+                             "support": round(result.claims[i].support, 4)} for i in unsupported
+                            if i < len(result.claims)],
+            "per_claim": [c.to_json() for c in result.claims][:50],
+            "scorer_score": round(result.score, 4),
+        }
+        if judged is not None:
+            details["judge"] = {k: v for k, v in judged.items() if k != "unsupported"}
+        score = round(score, 4)
+        if score >= self.params.threshold and not (judged is not None and unsupported):
+            return Verdict.allow(score=score, **details)
+        reason = f"answer not supported by the documents (score {score:.2f}; {len(unsupported)} unsupported claim(s))"
+        match self.params.action:
+            case "block":
+                return Verdict.block(reason, score=score, **details)
+            case "redact" if unsupported:
+                text = answer
+                for i in sorted(unsupported, reverse=True):
+                    c = result.claims[i]
+                    text = text[: c.start] + self.params.replacement + text[c.end:]
+                return Verdict.redact_output(text, reason, score=score, **details)
+            case _:
+                return Verdict.flag(reason, score=score, **details)
+
+
+JUDGE_SYSTEM = (
+    "You check whether claims are supported by documents. A claim is supported only if the documents "
+    "state it or directly imply it; claims with facts, numbers or names the documents lack are not "
+    "supported. Reply with JSON only, no prose: "
+    '{"supported": [claim numbers], "unsupported": [claim numbers], "confidence": number between 0 and 1}'
+)
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+
+
+def parse_judge(text: str, n_claims: int) -> dict[str, Any]:
+    """The judge's JSON verdict -> {score, unsupported, confidence}. Raises JudgeError if unusable."""
+    m = _JSON_OBJECT.search(text or "")
+    if not m:
+        raise JudgeError("judge reply holds no JSON object")
+    try:
+        data = json.loads(m.group())
+    except json.JSONDecodeError as e:
+        raise JudgeError(f"judge reply is not valid JSON: {e.msg}") from None
+    bad = data.get("unsupported")
+    good = data.get("supported", [])
+    if not isinstance(bad, list) or not isinstance(good, list) or not all(
+            isinstance(i, int) and 0 <= i < n_claims for i in (*bad, *good)):
+        raise JudgeError("judge JSON lacks valid `supported` / `unsupported` claim numbers")
+    confidence = data.get("confidence", 1.0)
+    if not isinstance(confidence, (int, float)):
+        raise JudgeError("judge JSON `confidence` is not a number")
+    score = 1.0 - len(set(bad)) / n_claims if n_claims else 1.0
+    return {"score": score, "unsupported": sorted(set(bad)), "confidence": float(confidence)}
+
+
+def _field_docs(body: dict, path: str) -> list[str]:
+    node: Any = body
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return []
+        node = node[part]
+    items = node if isinstance(node, list) else [node]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("text"), str):
+            out.append(item["text"])
+    return out
