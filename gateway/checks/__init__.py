@@ -21,4 +21,4 @@ def check_types() -> dict[str, type[CheckClass]]:
 
 def _load_builtin() -> None:
     # Importing a check module registers it. Heavy checks keep their model imports lazy.
-    from gateway.checks import denylist, faithfulness, injection, pii, topics  # noqa: F401
+    from gateway.checks import citations, denylist, faithfulness, injection, pii, safety, topics  # noqa: F401

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from gateway.checks import register
 from gateway.checks.base import CheckParams, OutputSegment, Verdict
+from gateway.faithfulness import documents
 from gateway.faithfulness.scorer import Context, Result, Weights, claim_texts, content_words, score_claims
 from gateway.model_calls import MODEL_CALLER
 from gateway.models import embedder
@@ -75,20 +76,7 @@ class Faithfulness:
 
     # ---- documents ------------------------------------------------------------------------------
     def documents(self, ex) -> list[str]:
-        docs: list[str] = []
-        if "gateway" in self.params.context_from and ex.options.context:
-            docs += [d.text for d in ex.options.context]
-        if "tools" in self.params.context_from:
-            for m in ex.body.get("messages") or ():
-                if isinstance(m, dict) and m.get("role") == "tool":
-                    c = m.get("content")
-                    if isinstance(c, str):
-                        docs.append(c)
-                    elif isinstance(c, list):
-                        docs += [p["text"] for p in c if isinstance(p, dict) and isinstance(p.get("text"), str)]
-        if self.params.context_field:
-            docs += _field_docs(ex.body, self.params.context_field)
-        return [d for d in docs if d.strip()]
+        return [d.text for d in documents.collect(ex, self.params.context_from, self.params.context_field)]
 
     @staticmethod
     def question(ex) -> str:
@@ -246,19 +234,3 @@ def parse_judge(text: str, n_claims: int) -> dict[str, Any]:
         raise JudgeError("judge JSON `confidence` is not a number")
     score = 1.0 - len(set(bad)) / n_claims if n_claims else 1.0
     return {"score": score, "unsupported": sorted(set(bad)), "confidence": float(confidence)}
-
-
-def _field_docs(body: dict, path: str) -> list[str]:
-    node: Any = body
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return []
-        node = node[part]
-    items = node if isinstance(node, list) else [node]
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict) and isinstance(item.get("text"), str):
-            out.append(item["text"])
-    return out

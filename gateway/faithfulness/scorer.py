@@ -54,9 +54,18 @@ _PERSONAL = re.compile(
 
 
 def stem(t: str) -> str:
-    for suffix in ("ing", "ed", "es", "s", "ly"):
-        if len(t) > len(suffix) + 3 and t.endswith(suffix):
+    """A light English stemmer: plural and common verb endings, so "employees" meets "employee"."""
+    if len(t) <= 4:
+        return t
+    if t.endswith("ies"):
+        return t[:-3] + "y"
+    if t.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return t[:-2]
+    for suffix in ("ing", "ed", "ly"):
+        if t.endswith(suffix) and len(t) > len(suffix) + 3:
             return t[: -len(suffix)]
+    if t.endswith("s") and not t.endswith(("ss", "us", "is")):
+        return t[:-1]
     return t
 
 
