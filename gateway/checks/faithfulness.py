@@ -171,7 +171,9 @@ class Faithfulness:
         ]
         text = await caller.chat(self.params.judge.model, messages, temperature=0,
                                  max_tokens=self.params.judge.max_tokens)
-        return parse_judge(text, len(claims))
+        verdict = parse_judge(text, len(claims))
+        verdict["call"] = ex.state["judge_calls"][-1]  # the judge request's id, tokens and cost
+        return verdict
 
     # ---- verdict --------------------------------------------------------------------------------
     def _verdict(self, answer: str, result: Result, score: float, judged: dict | None) -> Verdict:
