@@ -27,7 +27,7 @@ from gateway.faithfulness.scorer import Context, split_claims  # noqa: E402
 SHARED = ROOT.parent / "shared"
 
 
-def corpus() -> tuple[list[str], str, str]:
+def corpus(invent: bool = True) -> tuple[list[str], str, str]:
     recs = [json.loads(x) for x in (SHARED / "data/faithfulness/halueval_qa_dev.jsonl").read_text().splitlines()]
     docs, cur = [], []
     for r in recs:
@@ -40,10 +40,10 @@ def corpus() -> tuple[list[str], str, str]:
     # The answer: sentences taken from the documents, reworded ones, and invented ones, ~150 words.
     sentences = [docs[i][s:e] for i in range(5) for s, e in split_claims(docs[i])[:2]]
     answer_parts, words = [], 0
-    invented = ["The magazine was founded in 1911 by Henry Ford.", "It has 4,500 employees in Berlin."]
+    invented = ["The magazine was founded in 1911 by Henry Ford.", "It has 4,500 employees in Berlin."] if invent else []
     for i, s in enumerate(sentences):
         answer_parts.append(s)
-        if i % 3 == 2 and invented:
+        if i % 3 == 1 and invented:
             answer_parts.append(invented.pop())
         words = sum(len(p.split()) for p in answer_parts)
         if words >= 150:

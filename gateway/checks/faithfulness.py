@@ -85,27 +85,24 @@ class Faithfulness:
 
     # ---- preparing while the model works ------------------------------------------------------
     def prepare(self, ex) -> None:
-        """Start reading and embedding the documents now (the answer is not needed for that)."""
-        if _STATE in ex.state:
-            return
-        docs = self.documents(ex)
-        if docs:
-            ctx = Context(docs, self.question(ex))
-            ex.state[_STATE] = ctx
-            if self.params.use_embeddings and len(ctx.sentences) <= self.params.max_context_sentences:
-                ex.state[_STATE + ".task"] = asyncio.ensure_future(run_model(self._embed_context, ctx, ""))
+        """Start reading and embedding the documents now, off the loop: the answer is not needed for
+        that, and a real model takes long enough for it to finish before the first sentence arrives."""
+        if _STATE not in ex.state:
+            docs = self.documents(ex)
+            if docs:
+                ex.state[_STATE] = asyncio.ensure_future(self._prepare(docs, self.question(ex)))
+
+    async def _prepare(self, docs: list[str], question: str) -> Context:
+        ctx = await run_model(Context, docs, question)
+        if self.params.use_embeddings and len(ctx.sentences) <= self.params.max_context_sentences:
+            ctx.embedding = asyncio.ensure_future(run_model(self._embed_context, ctx, ""))
+        return ctx
 
     async def _context(self, ex, docs: list[str]) -> Context:
-        ctx = ex.state.get(_STATE)
-        if ctx is None:
-            ctx = ex.state[_STATE] = Context(docs, self.question(ex))
-        task = ex.state.pop(_STATE + ".task", None)
-        if task is not None:
-            try:
-                await task
-            except Exception:  # preparing failed: scoring embeds the context itself (or fails there)
-                ctx.vectors = None
-        return ctx
+        task = ex.state.get(_STATE)
+        if task is None:
+            task = ex.state[_STATE] = asyncio.ensure_future(self._prepare(docs, self.question(ex)))
+        return await task
 
     # ---- response phase -------------------------------------------------------------------------
     async def response(self, ex, out: OutputSegment) -> Verdict:
@@ -117,7 +114,15 @@ class Faithfulness:
         if not content_words(out.text, drop_fillers=True):
             return Verdict.allow("nothing to check", claims=0)
         ctx = await self._context(ex, docs)
-        result = await run_model(self._score, out.text, ctx)
+        result = score_claims(out.text, ctx, self.weights)  # lexical + agreement: sub-millisecond per sentence
+        if self.params.use_embeddings and any(c.lexical < 1.0 for c in result.claims):
+            # Only now wait for the document embeddings: a sentence the words fully support never does.
+            if ctx.embedding is not None:
+                try:
+                    await ctx.embedding
+                except Exception:  # preparing failed: scoring embeds the documents itself (or fails there)
+                    ctx.vectors = None
+            result = await run_model(self._score, out.text, ctx)
         verdict_score = result.score
         judged: dict[str, Any] | None = None
         if self.params.judge is not None:

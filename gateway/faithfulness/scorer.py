@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -157,6 +158,7 @@ class Context:
         self.sentences = [joined[s:e] for s, e in split_claims(joined)]
         self.sentence_words = [set(_words_lower(x)) for x in self.sentences]
         self.vectors: np.ndarray | None = None
+        self.embedding: Any = None  # the task embedding `sentences`, when started ahead of the answer
 
 
 def score_claims(answer: str, ctx: Context, weights: Weights = Weights(),

@@ -70,7 +70,7 @@ def test_huge_contexts_are_bounded_and_still_read_in_full():
     # Not every word is in the documents, so the semantic part runs and embeds (a bounded part of) them.
     v = run(check.response(ex, seg("Gustave Eiffel's firm constructed the landmark.")))
     assert v.score is not None and v.details["per_claim"][0]["lexical"] < 1
-    assert 0 < len(ex.state["faithfulness.context"].vectors) <= 50
+    assert 0 < len(ex.state["faithfulness.context"].result().vectors) <= 50
     # the lexical part read everything: a fact from the very end of the huge document is supported
     assert run(check.response(ex, seg("Gustave Eiffel's company designed and built it."))).action is Action.ALLOW
 
