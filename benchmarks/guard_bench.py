@@ -136,26 +136,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="guard-bench-"))
     children = []
     try:
-        up_port = procs.free_port()
-        upstream = f"http://127.0.0.1:{up_port}"
-        children.append(procs.spawn(["-m", "gateway", "mock-server", "--port", str(up_port)], work / "mock.log"))
-        procs.wait_ready(upstream + "/mock/stats", children[-1])
-        urls, ready = {}, {}
-        for name, policy in POLICIES.items():
-            pol = work / name / "policies"
-            pol.mkdir(parents=True)
-            (pol / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream, latency=args.upstream_latency_ms))
-            (pol / "bench.yaml").write_text(policy)
-            port = procs.free_port()
-            proc = procs.spawn(["-m", "gateway", "serve", "--policies", str(pol), "--port", str(port),
-                                "--state-dir", str(work / name / "state"), "--log-level", "warning"],
-                               work / f"{name}.log", cwd=work)
-            children.append(proc)
-            urls[name] = f"http://127.0.0.1:{port}"
-            ready[name] = round(procs.wait_ready(urls[name] + "/readyz", proc, timeout=120), 2)
+        upstream = procs.spawn_mock(work, children)
+        urls, ready, pids = procs.spawn_gateways(
+            work, GATEWAY_YAML.format(upstream=upstream, latency=args.upstream_latency_ms), POLICIES, children)
         res = asyncio.run(drive(urls, args))
         res["ready_s"] = ready
-        res["rss_mb"] = {n: round(procs.rss_mb(p.pid), 0) for n, p in zip(POLICIES, children[1:])}
+        res["rss_mb"] = {n: round(procs.rss_mb(pid), 0) for n, pid in pids.items()}
     finally:
         for p in children:
             procs.stop(p)

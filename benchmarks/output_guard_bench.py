@@ -88,22 +88,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="og-bench-"))
     children = []
     try:
-        port = procs.free_port()
-        upstream = f"http://127.0.0.1:{port}"
-        children.append(procs.spawn(["-m", "gateway", "mock-server", "--port", str(port)], work / "mock.log"))
-        procs.wait_ready(upstream + "/mock/stats", children[-1])
-        urls = {}
-        for name, policy in POLICIES.items():
-            pol = work / name
-            pol.mkdir()
-            (pol / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream, target=target.replace('"', '\\"')))
-            (pol / "bench.yaml").write_text(policy)
-            gport = procs.free_port()
-            children.append(procs.spawn(["-m", "gateway", "serve", "--policies", str(pol), "--port", str(gport),
-                                         "--state-dir", str(work / f"{name}-state"), "--log-level", "warning"],
-                                        work / f"{name}.log", cwd=work))
-            urls[name] = f"http://127.0.0.1:{gport}/v1/chat/completions"
-            procs.wait_ready(urls[name].replace("/v1/chat/completions", "/readyz"), children[-1], timeout=120)
+        upstream = procs.spawn_mock(work, children)
+        gateway_yaml = GATEWAY_YAML.format(upstream=upstream, target=target.replace('"', '\\"'))
+        bases, _ready, _pids = procs.spawn_gateways(work, gateway_yaml, POLICIES, children)
+        urls = {name: base + "/v1/chat/completions" for name, base in bases.items()}
         body = orjson.dumps({"model": "bench", "stream": True, "messages": [{"role": "user", "content": question}],
                              "gateway": {"context": [{"id": f"d{i}", "text": d} for i, d in enumerate(docs)]}})
         res = asyncio.run(drive(urls, body, args.requests))

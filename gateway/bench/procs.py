@@ -59,3 +59,30 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def spawn_mock(work: Path, children: list) -> str:
+    """`gateway mock-server` on a free port; returns its base URL once it answers."""
+    port = free_port()
+    children.append(spawn(["-m", "gateway", "mock-server", "--port", str(port)], work / "mock.log"))
+    wait_ready(f"http://127.0.0.1:{port}/mock/stats", children[-1])
+    return f"http://127.0.0.1:{port}"
+
+
+def spawn_gateways(work: Path, gateway_yaml: str, policies: dict[str, str], children: list
+                   ) -> tuple[dict[str, str], dict[str, float], dict[str, int]]:
+    """One `gateway serve` per named policy (open mode on policy `bench`), each with `gateway_yaml`.
+    Returns base URLs, seconds until /readyz (model load and warm-up included) and pids."""
+    urls, ready, pids = {}, {}, {}
+    for name, policy in policies.items():
+        pol = work / name / "policies"
+        pol.mkdir(parents=True)
+        (pol / "gateway.yaml").write_text(gateway_yaml)
+        (pol / "bench.yaml").write_text(policy)
+        port = free_port()
+        proc = spawn(["-m", "gateway", "serve", "--policies", str(pol), "--port", str(port),
+                      "--state-dir", str(work / name / "state"), "--log-level", "warning"], work / f"{name}.log", cwd=work)
+        children.append(proc)
+        urls[name], pids[name] = f"http://127.0.0.1:{port}", proc.pid
+        ready[name] = round(wait_ready(urls[name] + "/readyz", proc, timeout=120), 2)
+    return urls, ready, pids
