@@ -40,7 +40,8 @@ def test_check_policies_reports_file_line_and_field(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert f"{root}/bad.yaml:5: request[0].acton: unknown field" in r.stderr
-    assert "request[1].type: unknown check type 'no-such-check'; known types: denylist" in r.stderr
+    assert ("request[1].type: unknown check type 'no-such-check'; known types: citations, denylist, faithfulness, "
+            "injection, pii, safety, topics") in r.stderr
     assert f"{root}/bad.yaml:8: response[0].stream" in r.stderr
 
 
