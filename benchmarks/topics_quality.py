@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.checks.base import Action  # noqa: E402
-from tests.guard_helpers import load_check  # noqa: E402
+from gateway.pipeline import load_check  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 

@@ -256,3 +256,12 @@ def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | N
         stream=spec.stream or "hold",
         check=check,
     )
+
+
+def load_check(path, check_type: str, phase: Phase = "request"):
+    """The first check of `check_type` in a policy file, built as the gateway builds it (benchmarks)."""
+    from gateway.config.yamlfile import load_yaml
+
+    pipeline = build_pipeline(path.stem, load_yaml(path))
+    checks = pipeline.request_checks if phase == "request" else pipeline.response_checks
+    return next(b.check for b in checks if b.type == check_type)
