@@ -19,6 +19,7 @@ from gateway.prompts import api as prompts_api
 from gateway.errors import GatewayError
 from gateway.keys import EXCHANGE, HOLDER, METER, POOL
 from gateway.metering.ledger import Ledger, spend_by
+from gateway.tabular import service as tabular
 from gateway.metering.limits import InProcessCounters, day_start, month_start
 from gateway.metering.meter import Meter
 from gateway.metering.metrics import Metrics
@@ -205,6 +206,8 @@ def build_app(
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)
+    app[tabular.STORE] = tabular.PredictionStore(ledger_path.with_name("tabular.db")) if ledger_path else None
+    app.cleanup_ctx.append(tabular.lifecycle)
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)
@@ -213,6 +216,9 @@ def build_app(
     app.router.add_post("/v1/feedback", experiments_api.post_feedback)
     app.router.add_get("/v1/experiments", experiments_api.list_experiments)
     app.router.add_get("/v1/experiments/{name}", experiments_api.experiment_report)
+    app.router.add_post("/v1/tabular/{model}/predict", tabular.predict)
+    app.router.add_post("/v1/tabular/{model}/feedback", tabular.feedback)
+    app.router.add_get("/v1/tabular/{model}/drift", tabular.drift_report)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)

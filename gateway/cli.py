@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway import guard_cli
 
+    p = sub.add_parser("tabular", help="example tabular model: example-server, example-data", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("gateway.tabular.example_model", fromlist=["main"]).main(a.rest))
+
     guard_cli.add_parser(sub)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")

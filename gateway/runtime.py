@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Runtime:
     experiments: dict[str, Splitter] = field(default_factory=dict)
     metering: bool = True
     warnings: list[str] = field(default_factory=list)
+    tabular: dict[str, Any] = field(default_factory=dict)  # name -> tabular.service.TabularModel
     loaded_at: float = field(default_factory=time.time)
 
     async def warm(self) -> None:
@@ -203,11 +205,37 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
 
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
+    tabular = _load_tabular(gw, gw_doc, policies_dir, problems)
     if problems:
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
-                   prices, prompts, experiments, gw.metering.enabled, warnings)
+                   prices, prompts, experiments, gw.metering.enabled, warnings, tabular=tabular)
+
+
+def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:
+    """Tabular models with their fitted reference profiles (read once per load, not per request)."""
+    from gateway.stats.drift import Profile
+    from gateway.tabular.service import TabularModel
+
+    out = {}
+    for name, cfg in gw.tabular.items():
+        profile = None
+        if cfg.reference:
+            path = policies_dir / cfg.reference
+            loc = ("tabular", name, "reference")
+            try:
+                profile = Profile.load(path)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                problems.append(f"{gw_doc.where(loc)}: tabular.{name}.reference: cannot load profile {path} "
+                                f"({type(e).__name__}: {e}); make one with `gateway drift fit`")
+            else:
+                missing = sorted(set(cfg.features) - set(profile.columns))
+                if missing:
+                    problems.append(f"{gw_doc.where(loc)}: tabular.{name}.reference: profile {path} lacks "
+                                    f"feature(s) {', '.join(missing)}")
+        out[name] = TabularModel(name, cfg, profile)
+    return out
 
 
 def _load_experiments(path: Path, models: set[str], prompts: Registry, metering: bool,

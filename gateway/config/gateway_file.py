@@ -10,6 +10,7 @@ from gateway.auth import KeyConfig, OpenModeConfig
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.upstreams.mock import MockUpstreamConfig
+from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
 
 UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig, Field(discriminator="type")]
@@ -43,3 +44,5 @@ class GatewayFile(BaseModel):
     groups: dict[str, GroupConfig] = Field(default_factory=dict)
     open_mode: OpenModeConfig = Field(default_factory=OpenModeConfig)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
+    # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.
+    tabular: dict[str, TabularModelConfig] = Field(default_factory=dict)

@@ -1,0 +1,289 @@
+"""Tabular models behind the gateway: predict (schema-checked, logged), feedback (labels by
+prediction id), drift (data, prediction and performance drift of a window of the log), and the
+scheduled drift check that POSTs alerts to a webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+from aiohttp import web
+
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.keys import HOLDER
+from gateway.stats import concept, drift
+from gateway.tabular.config import TabularModelConfig, validate_rows
+from gateway.tabular.store import LabelConflict, PredictionStore  # noqa: F401 (PredictionStore: app wiring)
+
+log = logging.getLogger("gateway.tabular")
+STORE: web.AppKey[PredictionStore | None] = web.AppKey("tabular_store", object)
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("tabular_http", aiohttp.ClientSession)
+ALERTS: web.AppKey[list] = web.AppKey("tabular_alerts", list)  # delivery outcomes, for /admin/status and tests
+
+
+@dataclass
+class TabularModel:
+    name: str
+    cfg: TabularModelConfig
+    profile: drift.Profile | None
+
+
+def _model(request: web.Request) -> TabularModel:
+    rt = request.app[HOLDER].current
+    principal = rt.keys.authenticate(request.headers.get("Authorization"))
+    name = request.match_info["model"]
+    model = rt.tabular.get(name)
+    if model is None:
+        raise GatewayError(f"No tabular model {name!r}; declared: {', '.join(sorted(rt.tabular)) or '(none)'}",
+                           status=404, type="invalid_request_error", code="model_not_found")
+    principal.check_model(name)
+    return model
+
+
+def _store(request: web.Request) -> PredictionStore:
+    store = request.app[STORE]
+    if store is None:
+        raise GatewayError("Tabular logging is off (no state directory): feedback and drift need it.",
+                           status=503, type="server_error", code="tabular_log_unavailable")
+    return store
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"Body is not valid JSON: {e}") from None
+
+
+# ---- POST /v1/tabular/{model}/predict --------------------------------------------------------------
+async def predict(request: web.Request) -> web.Response:
+    model = _model(request)
+    body = await _json(request)
+    rows, problems = validate_rows(model.cfg, body.get("rows") if isinstance(body, dict) else None)
+    if problems:
+        raise InvalidRequest("Rows do not match the model's feature schema: " + "; ".join(problems), param="rows")
+    pool = request.app[HTTP]
+    t0 = time.perf_counter()
+    try:
+        async with pool.post(str(model.cfg.url), json={"rows": rows},
+                             timeout=aiohttp.ClientTimeout(total=model.cfg.timeout_s)) as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise GatewayError(f"Model server answered HTTP {resp.status}: {text[:200]}", status=502,
+                                   type="upstream_error", code="model_server_error")
+            data = json.loads(text)
+    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as e:
+        raise GatewayError(f"Model server {model.name!r} unreachable or answered garbage ({type(e).__name__})",
+                           status=502, type="upstream_error", code="model_server_error") from None
+    preds = data.get("predictions") if isinstance(data, dict) else None
+    if not isinstance(preds, list) or len(preds) != len(rows):
+        raise GatewayError("Model server must answer {\"predictions\": [...]} with one prediction per row",
+                           status=502, type="upstream_error", code="model_server_error")
+    now = time.time()
+    ids = ["pred-" + os.urandom(10).hex() for _ in rows]
+    store = request.app[STORE]
+    if store is not None:
+        store.record([(i, model.name, now, r, p) for i, r, p in zip(ids, rows, preds)])
+    return web.json_response({
+        "model": model.name,
+        "predictions": [{"id": i, "prediction": p} for i, p in zip(ids, preds)],
+        "gateway": {"model_ms": round((time.perf_counter() - t0) * 1000, 3), "logged": store is not None},
+    })
+
+
+# ---- POST /v1/tabular/{model}/feedback -------------------------------------------------------------
+async def feedback(request: web.Request) -> web.Response:
+    model = _model(request)
+    store = _store(request)
+    body = await _json(request)
+    items = body.get("labels") if isinstance(body, dict) else None
+    if isinstance(body, dict) and "id" in body:
+        items = [body]
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest('Send {"id": "pred-...", "label": 1} or {"labels": [{"id": ..., "label": ...}, ...]}.')
+    results = []
+    for i, item in enumerate(items):
+        pid, label = (item.get("id"), item.get("label")) if isinstance(item, dict) else (None, None)
+        if not isinstance(pid, str) or isinstance(label, bool) or not isinstance(label, (int, float)):
+            raise InvalidRequest(f"labels[{i}]: needs a string `id` and a numeric `label`", param=f"labels[{i}]")
+        on_disk = await asyncio.to_thread(store.lookup_label, pid)
+        try:
+            results.append({"id": pid, "status": store.label(pid, float(label), on_disk)})
+        except KeyError:
+            results.append({"id": pid, "status": "unknown_prediction"})
+        except LabelConflict as e:
+            results.append({"id": pid, "status": "conflict", "message": str(e)})
+    status = 200 if all(r["status"] in ("recorded", "unchanged") for r in results) else (
+        404 if all(r["status"] == "unknown_prediction" for r in results) else
+        409 if len(results) == 1 and results[0]["status"] == "conflict" else 207)
+    return web.json_response({"model": model.name, "results": results}, status=status)
+
+
+# ---- GET /v1/tabular/{model}/drift -----------------------------------------------------------------
+async def drift_report(request: web.Request) -> web.Response:
+    model = _model(request)
+    store = _store(request)
+    window = request.query.get("window")
+    try:
+        window_s = _seconds(window) if window else model.cfg.drift.window_s
+    except ValueError as e:
+        raise InvalidRequest(str(e), param="window") from None
+    report = await asyncio.to_thread(compute_drift, store, model, window_s)
+    return web.Response(body=orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY, default=_default),
+                        content_type="application/json")
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, float):
+        return None
+    raise TypeError
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"window {text!r}: give seconds or a number with s/m/h/d, e.g. 30m or 24h") from None
+    if value <= 0:
+        raise ValueError("window must be positive")
+    return value
+
+
+def compute_drift(store: PredictionStore, model: TabularModel, window_s: float) -> dict[str, Any]:
+    """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking)."""
+    cfg = model.cfg
+    now = time.time()
+    rows = store.window(model.name, now - window_s)
+    out: dict[str, Any] = {"model": model.name, "window": {"seconds": window_s, "rows": len(rows),
+                                                            "labelled": sum(r[3] is not None for r in rows)},
+                           "drift": False}
+    if len(rows) < cfg.drift.min_rows:
+        out["status"] = "insufficient_data"
+        out["message"] = f"{len(rows)} predictions in the window; need at least {cfg.drift.min_rows} (drift.min_rows)"
+        return out
+    out["status"] = "ok"
+    feats = [json.loads(r[1]) for r in rows]
+    columns: dict[str, np.ndarray] = {}
+    for name, spec in cfg.features.items():
+        vals = [f.get(name) for f in feats]
+        if spec.type in ("number", "integer"):
+            columns[name] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+        else:
+            columns[name] = np.array(["" if v is None else str(v) for v in vals], dtype=object)
+    preds = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
+    if model.profile is None:
+        out["data_drift"] = {"status": "no_reference",
+                             "message": "no reference profile: set `reference:` to a `gateway drift fit` profile"}
+    else:
+        features = drift.Profile({k: v for k, v in model.profile.columns.items() if k in cfg.features},
+                                 model.profile.rows, model.profile.content_hash, model.profile.source,
+                                 model.profile.created_at)
+        report = drift.compare(features, columns, dataset_threshold=cfg.drift.dataset_threshold)
+        out["data_drift"] = report.to_json()
+        out["drift"] |= report.dataset_drift
+        if "prediction" in model.profile.columns and not np.isnan(preds).all():
+            pd = drift.compare_column("prediction", model.profile.columns["prediction"], preds)
+            if pd.p_value is not None:
+                pd.p_adjusted, pd.drifted = pd.p_value, pd.p_value < pd.threshold
+            out["prediction_drift"] = asdict(pd)
+    out["performance"] = _performance(store, model, rows, now - window_s)
+    out["drift"] |= bool(out["performance"].get("degraded"))
+    return out
+
+
+def _performance(store: PredictionStore, model: TabularModel, rows: list[tuple], since: float) -> dict[str, Any]:
+    """Window vs. everything labelled before it, plus a streaming detector over the window's errors."""
+    cur = [(r[2], r[3]) for r in rows if r[2] is not None and r[3] is not None]
+    if len(cur) < 30:
+        return {"status": "insufficient_labels", "labelled": len(cur), "message": "need 30 labelled predictions"}
+    ref = [(p, y) for p, y in store.labelled_before(model.name, since) if p is not None]
+    cp, cy = np.array([c[0] for c in cur]), np.array([c[1] for c in cur])
+    out: dict[str, Any] = {"status": "ok", "labelled": len(cur), "reference_labelled": len(ref)}
+    classification = model.cfg.task == "classification"
+    if len(ref) >= 30:
+        rp, ry = np.array([r[0] for r in ref]), np.array([r[1] for r in ref])
+        changes = (concept.classification_change(ry, rp, cy, cp) if classification
+                   else concept.regression_change(ry, rp, cy, cp))
+        out["changes"] = [asdict(c) for c in changes]
+        out["degraded"] = any(c.worse for c in changes)
+    else:
+        out["changes_note"] = "fewer than 30 labelled predictions before the window: no reference period yet"
+    detector = concept.ADWIN() if classification else concept.PageHinkley()
+    errors = (((cp >= 0.5).astype(float) != cy).astype(float) if classification else np.abs(cp - cy))
+    fired = [i for i, e in enumerate(errors) if detector.update(float(e)) == "drift"]
+    out["detector"] = {"name": type(detector).__name__, "alarms": len(fired), "first_at": fired[0] if fired else None}
+    return out
+
+
+# ---- scheduled drift check with webhook alerts ---------------------------------------------------------
+async def monitor(app: web.Application) -> None:
+    last_alert: dict[str, float] = {}
+    last_check: dict[str, float] = {}
+    while True:
+        await asyncio.sleep(0.5)
+        store = app[STORE]
+        if store is None:
+            continue
+        for model in list(app[HOLDER].current.tabular.values()):
+            every = model.cfg.drift.check_every_s
+            now = time.time()
+            if not every or now - last_check.get(model.name, 0) < every:
+                continue
+            last_check[model.name] = now
+            try:
+                report = await asyncio.to_thread(compute_drift, store, model, model.cfg.drift.window_s)
+            except Exception:  # a failing check is logged, never stops the monitor or requests
+                log.exception("scheduled drift check of %s failed", model.name)
+                continue
+            if report.get("drift") and model.cfg.drift.webhook and (
+                    now - last_alert.get(model.name, 0) >= model.cfg.drift.realert_after_s):
+                last_alert[model.name] = now
+                asyncio.create_task(_alert(app, str(model.cfg.drift.webhook), model.name, report))
+
+
+async def _alert(app: web.Application, url: str, model: str, report: dict[str, Any]) -> None:
+    payload = {"type": "tabular.drift", "model": model, "at": time.time(),
+               "data_drift": bool((report.get("data_drift") or {}).get("dataset_drift")),
+               "performance_degraded": bool(report["performance"].get("degraded")),
+               "report": report}
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
+    for attempt in range(4):
+        try:
+            async with app[HTTP].post(url, data=body, headers={"Content-Type": "application/json"},
+                                                timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status < 300:
+                    app[ALERTS].append({"model": model, "status": resp.status, "attempts": attempt + 1})
+                    return
+                log.warning("drift webhook for %s answered HTTP %d (attempt %d)", model, resp.status, attempt + 1)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("drift webhook for %s failed: %s (attempt %d)", model, type(e).__name__, attempt + 1)
+        await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+    app[ALERTS].append({"model": model, "status": "failed", "attempts": 4})
+    log.error("drift alert for %s could not be delivered to the webhook", model)
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """The prediction log's writer thread, the HTTP client for model servers and webhooks, the monitor."""
+    app[HTTP] = aiohttp.ClientSession()
+    app[ALERTS] = []
+    store = app[STORE]
+    if store is not None:
+        await asyncio.to_thread(store.start)
+    task = asyncio.create_task(monitor(app))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await app[HTTP].close()
+    if store is not None:
+        await asyncio.to_thread(store.close)
