@@ -42,8 +42,9 @@ def generate(rows: int, shift: float = 0.0, seed: int = 1) -> list[dict]:
     for t, s, c, p in zip(tenure, spend, calls, plan):
         row = {"tenure_months": float(t), "monthly_spend": float(s), "support_calls": int(c), "plan": str(p)}
         prob = churn_probability(row)
-        # Concept drift: under `shift`, churn depends more on price than the model believes.
-        true_p = 1 / (1 + math.exp(-(math.log(prob / (1 - prob)) + shift * 0.05 * (s - 60))))
+        # Concept drift: under `shift`, high prices stop driving churn (a competitor matched them), so the
+        # model over-predicts churn for big spenders.
+        true_p = 1 / (1 + math.exp(-(math.log(prob / (1 - prob)) - shift * 0.06 * (s - 60))))
         out.append({**row, "prediction": round(prob, 6), "label": int(rng.random() < true_p)})
     return out
 
