@@ -244,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_drift)
 
     from gateway import guard_cli
+    from gateway.evaluation import cli as eval_cli
+
+    p = sub.add_parser("eval", help="offline eval suites: run SUITE, runs, compare A B")
+    p.add_argument("--policies", help="policies folder (default: ./policies or $GATEWAY_POLICIES)")
+    p.add_argument("--prompts", help="prompts folder (default: prompts/ beside the policies)")
+    p.add_argument("--state-dir", help="where runs, the cache and the ledger live (default ./.gateway)")
+    eval_cli.add_arguments(p)
+    p.set_defaults(func=lambda a: eval_cli.main(a, _policies_dir(a.policies), prompts_dir(a.prompts, _policies_dir(a.policies)),
+                                                state_dir(a.state_dir)))
 
     p = sub.add_parser("tabular", help="example tabular model: example-server, example-data", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

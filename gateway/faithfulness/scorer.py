@@ -49,6 +49,9 @@ _DOWN = frozenset("fall falls fell fallen decline declined declines decrease dec
                   "lose lost down lower less shrink shrank shrunk".split())
 _NEGATION = frozenset("not no never none nobody nothing neither nor without cannot n't isn't wasn't aren't weren't "
                       "doesn't didn't don't can't won't hasn't haven't hadn't".split())
+# Citation markers ("[2]", "[doc-7]", "(source: faq)") are the citations check's business; the
+# faithfulness of a claim is judged on its words.
+_CITATION = re.compile(r"\[[^\]\n]{1,40}\]|\((?:source|src|ref)s?:[^)\n]{0,60}\)", re.IGNORECASE)
 _PERSONAL = re.compile(
     r"\b(?:i|i'm|i've|i'd|we|we've|we're|my|me|our)\b(?!\s+(?:think|believe|guess|suppose|know|heard|read|"
     r"understand|mean|recall|remember that)\b)", re.IGNORECASE)
@@ -165,10 +168,10 @@ def score_claims(answer: str, ctx: Context, weights: Weights = Weights(),
                  claim_vectors: np.ndarray | None = None) -> Result:
     """Score `answer` against prepared context. `claim_vectors` (one row per claim, unit length) and
     `ctx.vectors` enable the semantic part; without them the score is lexical and agreement only."""
-    spans = [(s, e) for s, e in split_claims(answer) if content_words(answer[s:e], drop_fillers=True)]
+    spans = [(s, e) for s, e in split_claims(answer) if content_words(_CITATION.sub(" ", answer[s:e]), drop_fillers=True)]
     claims = []
     for i, (s, e) in enumerate(spans):  # "Sure!" asserts nothing: such sentences are not claims
-        text = answer[s:e]
+        text = _CITATION.sub(" ", answer[s:e])
         words = content_words(text, drop_fillers=True)
         lexical = sum(w in ctx.words for w in words) / len(words)
         support = lexical
@@ -217,5 +220,5 @@ def _contradicts(claim: str, ctx: Context) -> bool:
 
 def claim_texts(answer: str, question: str = "") -> list[str]:
     """What to embed per claim: the claim read with the question (a bare span embeds poorly)."""
-    return [(question + " " + answer[s:e]).strip() for s, e in split_claims(answer)
-            if content_words(answer[s:e], drop_fillers=True)]
+    return [(question + " " + _CITATION.sub(" ", answer[s:e])).strip() for s, e in split_claims(answer)
+            if content_words(_CITATION.sub(" ", answer[s:e]), drop_fillers=True)]

@@ -110,7 +110,7 @@ def _context_from_messages(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 _WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")  # lines of a system prompt are separate sentences too
 _STOP = frozenset("a an the is are was were be to of in on at for and or what who when where how why which "
                   "does do did it its this that with by as from".split())
 

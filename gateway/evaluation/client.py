@@ -1,0 +1,133 @@
+"""How the runner reaches models: through the gateway - in-process (the same routing, policies and
+metering as production, on a loopback port) or a running gateway's URL - with retries on transient
+errors and a content-addressed response cache (key: model, params, messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    latency_ms: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def output_tokens(self) -> int | None:
+        return self.usage.get("output_tokens") or self.usage.get("completion_tokens")
+
+
+class GatewayClient:
+    def __init__(self, *, url: str | None, policies: Path, prompts: Path, state: Path, api_key: str | None,
+                 cache: bool = True, retries: int = 3) -> None:
+        self.url, self.policies, self.prompts, self.state = url, policies, prompts, state
+        self.api_key, self.use_cache, self.retries = api_key, cache, retries
+        self.cache_dir = state / "eval-cache"
+        self._runner = None
+        self._session: aiohttp.ClientSession | None = None
+        self.models: set[str] = set()
+
+    async def __aenter__(self) -> GatewayClient:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        if self.url is None:
+            await self._start_in_process()
+        headers = self._headers()
+        async with self._session.get(self.url.rstrip("/") + "/v1/models", headers=headers) as r:
+            if r.status != 200:
+                raise RuntimeError(f"gateway at {self.url} answered /v1/models with HTTP {r.status}: {await r.text()}")
+            self.models = {m["id"] for m in (await r.json())["data"]}
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _start_in_process(self) -> None:
+        from aiohttp import web
+
+        from gateway.app import build_app
+        from gateway.keys import HOLDER
+        from gateway.runtime import load_runtime
+        from gateway.upstreams.openai import HttpPool
+
+        pool = HttpPool()
+        runtime = load_runtime(self.policies, pool, self.prompts)
+        app = build_app(self.policies, runtime, pool, ledger_path=self.state / "ledger.db", prompts_dir=self.prompts)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not app[HOLDER].ready and time.monotonic() < deadline:  # models warm before the first case
+            await asyncio.sleep(0.05)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    # ---- one chat completion ------------------------------------------------------------------
+    async def chat(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> Reply:
+        body = {**params, "model": model, "messages": messages}
+        key = hashlib.sha256(json.dumps({"model": model, "params": params, "messages": messages,
+                                         "extra": extra or {}}, sort_keys=True, default=str).encode()).hexdigest()
+        path = self.cache_dir / key[:2] / f"{key}.json"
+        if self.use_cache and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                return Reply(data["text"], data["latency_ms"], data.get("usage", {}), data.get("cost_usd"), cached=True)
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is refetched
+        if extra:
+            body["gateway"] = extra
+        reply = await self._post(body)
+        if reply.error is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"text": reply.text, "latency_ms": reply.latency_ms, "usage": reply.usage,
+                                       "cost_usd": reply.cost_usd}))
+            tmp.replace(path)
+        return reply
+
+    async def _post(self, body: dict[str, Any]) -> Reply:
+        assert self._session is not None
+        url = self.url.rstrip("/") + "/v1/chat/completions"
+        last = "no attempt"
+        for attempt in range(1, self.retries + 2):
+            t0 = time.perf_counter()
+            try:
+                async with self._session.post(url, json=body, headers=self._headers()) as r:
+                    data = await r.json(content_type=None)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    if r.status == 200:
+                        choice = (data.get("choices") or [{}])[0]
+                        info = data.get("gateway") or {}
+                        text = (choice.get("message") or {}).get("content") or ""
+                        usage = info.get("usage") or data.get("usage") or {}
+                        return Reply(text, elapsed, usage, info.get("cost_usd"), attempts=attempt)
+                    message = ((data or {}).get("error") or {}).get("message", "") if isinstance(data, dict) else ""
+                    last = f"HTTP {r.status}: {message[:200]}"
+                    if r.status not in RETRY_STATUS:
+                        return Reply(error=last, attempts=attempt)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+                last = f"{type(e).__name__}: {e}"[:200]
+            await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+        return Reply(error=last, attempts=self.retries + 1)

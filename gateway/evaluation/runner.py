@@ -1,0 +1,145 @@
+"""Run a suite: every case through every target (bounded concurrency), every assertion on every
+answer, with a progress line and ETA on stderr. Ctrl-C stops the run and keeps what finished."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.evaluation.assertions import Assessor, Outcome
+from gateway.evaluation.client import GatewayClient, Reply
+from gateway.evaluation.suite import Case, LoadedSuite, Target
+from gateway.prompts.registry import Registry, parse_ref
+
+
+@dataclass
+class CaseResult:
+    target: str
+    case_id: str
+    answer: str
+    reply: Reply
+    outcomes: list[Outcome]
+    attributes: dict[str, str] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        """All assertions passed; None when the answer or an assertion errored."""
+        if self.reply.error is not None or any(o.passed is None for o in self.outcomes):
+            return None
+        return all(o.passed for o in self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "case": self.case_id, "passed": self.passed, "answer": self.answer,
+                "error": self.reply.error, "latency_ms": round(self.reply.latency_ms, 2), "cached": self.reply.cached,
+                "cost_usd": self.reply.cost_usd, "usage": self.reply.usage, "attributes": self.attributes,
+                "label": self.label, "assertions": [o.to_json() for o in self.outcomes]}
+
+
+@dataclass
+class Plan:
+    """What each target sends for each case, resolved before any call (bad references fail early)."""
+
+    calls: list[tuple[Target, Case, str, list[dict[str, Any]], dict[str, Any], str]]  # target, case, model, messages, params, question
+    prompts: dict[str, dict[str, Any]]  # target -> prompt record (name, version, label, hash)
+
+
+def plan(loaded: LoadedSuite, registry: Registry, models: set[str]) -> tuple[Plan | None, list[str]]:
+    problems: list[str] = []
+    calls = []
+    prompts: dict[str, dict[str, Any]] = {}
+    where = loaded.path
+    for t in loaded.suite.targets:
+        model = t.model
+        for case in loaded.cases:
+            messages: list[dict[str, Any]] = []
+            params = dict(t.params)
+            if t.prompt is not None:
+                try:
+                    rendered = registry.render(parse_ref(t.prompt), case.vars)
+                except Exception as e:  # unknown prompt, version, label or variables: listed, exit 2
+                    problems.append(f"{where}: target {t.name!r}, case {case.id!r}: {getattr(e, 'message', e)}")
+                    if len(problems) > 30:
+                        return None, problems
+                    continue
+                prompts[t.name] = rendered.record()
+                messages = list(rendered.messages)
+                params = {**rendered.params, **t.params}
+                model = t.model or rendered.model
+            if case.input is not None:
+                messages.append({"role": "user", "content": case.input})
+            if not messages:
+                problems.append(f"{where}: target {t.name!r}, case {case.id!r}: nothing to send "
+                                "(no prompt messages and no `input`)")
+                continue
+            if model is None:
+                problems.append(f"{where}: target {t.name!r}: no model (the prompt names none; set `model`)")
+                break
+            if model not in models:
+                problems.append(f"{where}: target {t.name!r}: unknown model {model!r}; the gateway serves "
+                                f"{', '.join(sorted(models))}")
+                break
+            question = case.input or next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+            calls.append((t, case, model, messages, params, question))
+    for a in loaded.suite.assertions:
+        if a.judge is not None and a.judge not in models:
+            problems.append(f"{where}: assertion {a.label!r}: unknown judge model {a.judge!r}")
+    return (None if problems else Plan(calls, prompts)), problems
+
+
+class Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.errors = total, 0, 0
+        self.t0 = time.monotonic()
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+
+    def tick(self, error: bool) -> None:
+        self.done += 1
+        self.errors += error
+        now = time.monotonic()
+        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+            self._last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                             f"{rate:.1f}/s ETA {eta:.0f}s errors {self.errors}  ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *, concurrency: int,
+                  progress: bool = True) -> tuple[list[CaseResult], bool]:
+    """(results, interrupted). Results keep the plan's order; an interrupted run returns what finished."""
+    assessor = Assessor(client)
+    sem = asyncio.Semaphore(concurrency)
+    bar = Progress(len(the_plan.calls), progress)
+    results: dict[int, CaseResult] = {}
+
+    async def one(i: int, target: Target, case: Case, model: str, messages, params, question) -> None:
+        async with sem:
+            reply = await client.chat(model, messages, params)
+            outcomes = [await assessor.check(a, case, reply, question) for a in loaded.suite.assertions]
+            results[i] = CaseResult(target.name, case.id, reply.text, reply, outcomes, case.attributes, case.label)
+            bar.tick(reply.error is not None)
+
+    tasks = [asyncio.create_task(one(i, *call)) for i, call in enumerate(the_plan.calls)]
+    interrupted = False
+    try:
+        await asyncio.gather(*tasks)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        interrupted = True
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        bar.close()
+    return [results[i] for i in sorted(results)], interrupted
