@@ -1,0 +1,167 @@
+"""`gateway eval` end to end: the shipped suites, gates and exit codes, bad suites, judges that do not
+answer JSON, failing upstreams, the cache, interrupts, run tracking and compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, gateway_cmd, run_cli
+
+GATEWAY = """
+upstreams: {mock: {type: mock}}
+models:
+  echo: {targets: [{upstream: mock, model: echo}]}
+  broken: {targets: [{upstream: mock, model: "echo?fail_status=503"}], retries: 0}
+  slow: {targets: [{upstream: mock, model: "echo?latency_ms=400"}]}
+server: {watch_interval_s: 0}
+"""
+
+
+def evalcli(state: Path, *args: str, policies: Path | None = None, timeout: float = 300):
+    extra = ["--policies", str(policies)] if policies else []
+    return run_cli("eval", "--state-dir", str(state), *extra, *args, timeout=timeout)
+
+
+@pytest.fixture
+def policies(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "gateway.yaml").write_text(GATEWAY)
+    (root / "default.yaml").write_text("request: []\n")
+    return root
+
+
+def suite(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_suite_passes_and_the_worse_prompt_fails_its_gates(tmp_path):
+    ok = evalcli(tmp_path / "state", "run", str(REPO / "evals/support-answer.yaml"), "--json", str(tmp_path / "r.json"),
+                 "--html", str(tmp_path / "r.html"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[PASS] pass_rate staging 1.000 vs production 1.000" in ok.stdout
+    assert "judge calibration [cites-source] vs human labels: n=24" in ok.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "passed" and report["targets"][0]["prompt_version"]["version"] == 1
+    assert "<table>" in (tmp_path / "r.html").read_text()
+    bad = evalcli(tmp_path / "state", "run", str(REPO / "evals/support-answer-regression.yaml"))
+    assert bad.returncode == 1
+    assert "[FAIL] pass_rate candidate 0.000 vs production 1.000 on 12 paired cases" in bad.stdout
+    runs = evalcli(tmp_path / "state", "runs")
+    assert "support-answer-regression" in runs.stdout and "failed" in runs.stdout
+
+
+def test_unknown_prompts_models_and_variables_exit_2_with_the_list(tmp_path):
+    s = suite(tmp_path, """
+        name: bad
+        dataset: {cases: [{vars: {question: hi}}, {vars: {wrong: 1}}]}
+        targets:
+          - {name: a, prompt: "nope:production", model: mock-echo}
+          - {name: b, prompt: "support-answer:production", model: no-such-model}
+        assertions: [{type: contains, value: x}]
+    """)
+    r = evalcli(tmp_path / "state", "run", str(s))
+    assert r.returncode == 2
+    assert "target 'a'" in r.stderr and "nope" in r.stderr
+    assert "unknown model 'no-such-model'" in r.stderr
+
+
+@pytest.mark.parametrize("body, message", [
+    ("dataset: {cases: []}\ntargets: [{name: a, model: echo}]\nassertions: [{type: contains, value: x}]", "no cases"),
+    ("dataset: {cases: [{input: hi}]}\ntargets: [{name: a}]\nassertions: [{type: contains, value: x}]", "targets[0]"),
+    ("dataset: {cases: [{input: hi}]}\ntargets: [{name: a, model: echo}]\nassertions: [{type: contains}]", "needs `value`"),
+    ("dataset: {cases: [{input: hi}]}\ntargets: [{name: a, model: echo}]\nassertions: [{type: contains, value: x}]\n"
+     "gates: [{metric: pass_rate, target: zz, min: 1}]", "gates[0].target: unknown target 'zz'"),
+    ("dataset: {file: missing.jsonl}\ntargets: [{name: a, model: echo}]\nassertions: [{type: contains, value: x}]",
+     "does not exist"),
+])
+def test_suite_errors_name_file_and_field(tmp_path, policies, body, message):
+    s = suite(tmp_path, "name: x\n" + body)
+    r = evalcli(tmp_path / "state", "run", str(s), policies=policies)
+    assert r.returncode == 2 and message in r.stderr and str(s) in r.stderr
+
+
+def test_invalid_judge_json_is_an_error_and_upstream_failures_are_counted(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: errors
+        dataset: {cases: [{id: one, input: hello}, {id: two, input: world}]}
+        targets: [{name: good, model: echo}, {name: bad, model: broken}]
+        assertions:
+          - {type: contains, value: o}
+          - {type: llm-rubric, judge: echo, rubric: "Is it polite?"}
+        gates: [{metric: errors, target: bad, max: 0}]
+    """)
+    r = evalcli(tmp_path / "state", "run", str(s), "--json", str(tmp_path / "r.json"), policies=policies)
+    assert r.returncode == 1  # the errors gate fails; the run itself completed
+    doc = json.loads((tmp_path / "r.json").read_text())
+    good = [x for x in doc["results"] if x["target"] == "good"]
+    rubric = [a for x in good for a in x["assertions"] if a["assertion"] == "llm-rubric"]
+    assert all(a["passed"] is None and "no JSON" in a["reason"] for a in rubric)  # not a pass, not a fail
+    bad = [x for x in doc["results"] if x["target"] == "bad"]
+    assert len(bad) == 2 and all(x["error"].startswith("HTTP 502: No upstream could serve") for x in bad)
+    assert doc["metrics"]["targets"]["bad"]["answer_errors"] == 2
+
+
+def test_rerun_is_served_from_the_cache_unless_no_cache(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: cached
+        dataset: {cases: [{input: alpha}, {input: beta}, {input: gamma}]}
+        targets: [{name: a, model: echo}]
+        assertions: [{type: regex, value: "a$"}]
+    """)
+    first = evalcli(tmp_path / "state", "run", str(s), "--json", str(tmp_path / "1.json"), policies=policies)
+    second = evalcli(tmp_path / "state", "run", str(s), "--json", str(tmp_path / "2.json"), policies=policies)
+    third = evalcli(tmp_path / "state", "run", str(s), "--no-cache", "--json", str(tmp_path / "3.json"), policies=policies)
+    assert first.returncode == second.returncode == third.returncode == 0
+    cached = [json.loads((tmp_path / f"{i}.json").read_text())["metrics"]["targets"]["a"]["cached"] for i in (1, 2, 3)]
+    assert cached == [0, 3, 0]
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path, policies):
+    cases = "\n".join(json.dumps({"id": f"c{i}", "input": f"case {i}"}) for i in range(40))
+    (tmp_path / "cases.jsonl").write_text(cases)
+    s = suite(tmp_path, """
+        name: slow
+        dataset: {file: cases.jsonl}
+        targets: [{name: a, model: slow}]
+        assertions: [{type: contains, value: case}]
+        concurrency: 2
+    """)
+    proc = subprocess.Popen(gateway_cmd("eval", "--state-dir", str(tmp_path / "state"), "--policies", str(policies),
+                                        "run", str(s), "--no-progress"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "INTERRUPTED" in out
+    runs = evalcli(tmp_path / "state", "runs", policies=policies)
+    assert "interrupted" in runs.stdout
+
+
+def test_compare_shows_metric_deltas_and_changed_cases(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: cmp
+        dataset: {cases: [{id: x, input: apple}, {id: y, input: banana}]}
+        targets: [{name: a, model: echo}]
+        assertions: [{type: contains, value: an}]
+    """)
+    evalcli(tmp_path / "state", "run", str(s), policies=policies)
+    s.write_text(s.read_text().replace("value: an", "value: pp"))
+    evalcli(tmp_path / "state", "run", str(s), policies=policies)
+    ids = [line.split()[0] for line in evalcli(tmp_path / "state", "runs").stdout.splitlines()[1:]]
+    r = evalcli(tmp_path / "state", "compare", ids[1], ids[0])
+    assert r.returncode == 0
+    assert "pass rate" in r.stdout and "a / x: fail -> pass" in r.stdout and "a / y: pass -> fail" in r.stdout
+    assert evalcli(tmp_path / "state", "compare", "nope", ids[0]).returncode == 2
