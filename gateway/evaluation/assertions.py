@@ -101,6 +101,8 @@ class Assessor:
                     return Outcome(name, not found, float(len(found)), ", ".join(kinds))
                 case "llm-rubric":
                     return await self._rubric(spec, case, text, question)
+                case "pairwise":
+                    return Outcome(name, None, reason="pending: judged once every target has answered")
         except Exception as e:  # one broken assertion is recorded as an error, the run goes on
             return Outcome(name, None, reason=f"{type(e).__name__}: {e}"[:300])
         return Outcome(name, None, reason=f"unknown assertion {spec.type}")
@@ -149,6 +151,45 @@ class Assessor:
             if verdict is not None:
                 return verdict, ""
         return None, error
+
+
+    async def pairwise(self, spec: AssertionSpec, question: str, answer: str, baseline: str) -> Outcome:
+        """Is `answer` better than the baseline's? Judged in both orders; if the two orders disagree
+        (position bias), it is a tie. Score: 1 win, 0.5 tie, 0 loss; passes unless it lost."""
+        verdicts = []
+        for order, (first, second) in enumerate(((answer, baseline), (baseline, answer))):
+            winner, error = await self._prefer(spec, question, first, second, order)
+            if winner is None:
+                return Outcome(spec.label, None, reason=f"judge gave no valid verdict: {error}")
+            # map back to "candidate" / "baseline" / "tie"
+            verdicts.append("tie" if winner == "tie" else
+                            ("candidate" if (winner == "A") == (order == 0) else "baseline"))
+        result = verdicts[0] if verdicts[0] == verdicts[1] else "tie"
+        score = {"candidate": 1.0, "tie": 0.5, "baseline": 0.0}[result]
+        return Outcome(spec.label, result != "baseline", score, f"{result} (orders: {verdicts[0]}, {verdicts[1]})")
+
+    async def _prefer(self, spec: AssertionSpec, question: str, a: str, b: str, seed: int) -> tuple[str | None, str]:
+        messages = [{"role": "system", "content": PAIRWISE_SYSTEM},
+                    {"role": "user", "content": f"Criteria:\n{spec.rubric or 'Which answer is more helpful and correct?'}"
+                                                f"\n\nQuestion:\n{question}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"}]
+        error = ""
+        for attempt in range(3):
+            reply = await self.client.chat(spec.judge, messages, {"temperature": 0, "seed": seed * 10 + attempt})
+            if reply.error is not None:
+                return None, reply.error
+            m = re.search(r"\{.*\}", reply.text or "", re.S)
+            try:
+                winner = json.loads(m.group()).get("winner") if m else None
+            except json.JSONDecodeError:
+                winner = None
+            if winner in ("A", "B", "tie"):
+                return winner, ""
+            error = "judge JSON needs `winner`: A, B or tie"
+        return None, error
+
+
+PAIRWISE_SYSTEM = ('You compare two answers to the same question. Reply with JSON only: '
+                   '{"winner": "A" or "B" or "tie", "reason": "one short sentence"}')
 
 
 def parse_rubric(text: str) -> tuple[dict | None, str]:

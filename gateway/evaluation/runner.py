@@ -135,6 +135,7 @@ async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *,
     interrupted = False
     try:
         await asyncio.gather(*tasks)
+        await _pairwise(loaded, the_plan, results, assessor, sem)
     except (asyncio.CancelledError, KeyboardInterrupt):
         interrupted = True
         for t in tasks:
@@ -143,3 +144,26 @@ async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *,
     finally:
         bar.close()
     return [results[i] for i in sorted(results)], interrupted
+
+
+async def _pairwise(loaded: LoadedSuite, the_plan: Plan, results: dict[int, CaseResult], assessor: Assessor,
+                    sem: asyncio.Semaphore) -> None:
+    """Pairwise assertions need every target's answer to a case: they run after all answers are in."""
+    specs = [(j, a) for j, a in enumerate(loaded.suite.assertions) if a.type == "pairwise"]
+    if not specs:
+        return
+    questions = {(c[0].name, c[1].id): c[5] for c in the_plan.calls}
+    by_key = {(r.target, r.case_id): r for r in results.values()}
+
+    async def judge(r: CaseResult, j: int, spec) -> None:
+        base = by_key.get((spec.baseline, r.case_id))
+        if r.target == spec.baseline:
+            r.outcomes[j] = Outcome(spec.label, True, None, "baseline")
+            return
+        if base is None or base.reply.error is not None or r.reply.error is not None:
+            r.outcomes[j] = Outcome(spec.label, None, reason="no baseline answer to compare with")
+            return
+        async with sem:
+            r.outcomes[j] = await assessor.pairwise(spec, questions[(r.target, r.case_id)], r.answer, base.answer)
+
+    await asyncio.gather(*(judge(r, j, spec) for r in results.values() for j, spec in specs))

@@ -73,7 +73,7 @@ class Target(Strict):
 
 
 AssertionType = Literal["equals", "contains", "not-contains", "regex", "is-json", "max-tokens", "latency-ms",
-                        "cost-usd", "similar", "faithfulness", "pii-free", "llm-rubric"]
+                        "cost-usd", "similar", "faithfulness", "pii-free", "llm-rubric", "pairwise"]
 
 
 class AssertionSpec(Strict):
@@ -88,6 +88,7 @@ class AssertionSpec(Strict):
     repeat: int = Field(default=1, ge=1, le=9, description="llm-rubric: ask the judge N times")
     aggregate: Literal["majority", "mean"] = "majority"
     entities: list[str] | None = Field(default=None, description="pii-free: entity types (default: common PII)")
+    baseline: str | None = Field(default=None, description="pairwise: the target every other target is judged against")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -98,8 +99,17 @@ class AssertionSpec(Strict):
         field = need.get(self.type)
         if field and getattr(self, field) is None:
             raise ValueError(f"assertion {self.type!r} needs `{field}`")
-        if self.type == "llm-rubric" and not self.judge:
-            raise ValueError("assertion 'llm-rubric' needs `judge` (a model of the gateway)")
+        if self.type in ("llm-rubric", "pairwise") and not self.judge:
+            raise ValueError(f"assertion {self.type!r} needs `judge` (a model of the gateway)")
+        if self.type == "pairwise" and not self.baseline:
+            raise ValueError("assertion 'pairwise' needs `baseline` (the target to compare against)")
+        if self.schema_ is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(self.schema_).check_schema(self.schema_)
+            except jsonschema.SchemaError as e:
+                raise ValueError(f"schema is not a valid JSON Schema: {e.message}") from None
         return self
 
     @property
@@ -187,6 +197,9 @@ def load_suite(path: Path) -> LoadedSuite:
                 problems.append(f"{path}: gates[{i}].{field_name}: unknown target {value!r}; targets: {', '.join(sorted(names))}")
         if g.assertion is not None and g.assertion not in labels:
             problems.append(f"{path}: gates[{i}].assertion: no assertion named {g.assertion!r}")
+    for i, a in enumerate(suite.assertions):
+        if a.baseline is not None and a.baseline not in names:
+            problems.append(f"{path}: assertions[{i}].baseline: unknown target {a.baseline!r}")
     if problems:
         raise PolicyError(problems)
     return LoadedSuite(path, suite, cases, hashlib.sha256(path.read_bytes()).hexdigest(), dataset_hash)

@@ -22,6 +22,7 @@ models:
   echo: {targets: [{upstream: mock, model: echo}]}
   broken: {targets: [{upstream: mock, model: "echo?fail_status=503"}], retries: 0}
   slow: {targets: [{upstream: mock, model: "echo?latency_ms=400"}]}
+  always-a: {targets: [{upstream: mock, model: "fixed?text=%7B%22winner%22%3A+%22A%22%7D"}]}
 server: {watch_interval_s: 0}
 """
 
@@ -165,3 +166,32 @@ def test_compare_shows_metric_deltas_and_changed_cases(tmp_path, policies):
     assert r.returncode == 0
     assert "pass rate" in r.stdout and "a / x: fail -> pass" in r.stdout and "a / y: pass -> fail" in r.stdout
     assert evalcli(tmp_path / "state", "compare", "nope", ids[0]).returncode == 2
+
+
+def test_pairwise_judges_both_orders_so_position_bias_is_a_tie(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: pairwise
+        dataset: {cases: [{id: q1, input: "what is two plus two"}]}
+        targets: [{name: base, model: echo}, {name: cand, model: echo, params: {temperature: 0.5}}]
+        assertions: [{type: pairwise, judge: always-a, baseline: base}]
+    """)
+    r = evalcli(tmp_path / "state", "run", str(s), "--json", str(tmp_path / "r.json"), policies=policies)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    cand = next(x for x in doc["results"] if x["target"] == "cand")["assertions"][0]
+    # The judge always says "A": candidate wins when shown first, loses when shown second -> tie.
+    assert cand["score"] == 0.5 and cand["passed"] is True and cand["reason"].startswith("tie")
+
+
+def test_a_running_gateway_can_be_used_by_url(tmp_path, policies):
+    from tests.helpers import running_gateway
+
+    s = suite(tmp_path, """
+        name: remote
+        dataset: {cases: [{input: hello remote}]}
+        targets: [{name: a, model: echo}]
+        assertions: [{type: equals, value: hello remote}]
+    """)
+    with running_gateway(policies) as gw:
+        r = evalcli(tmp_path / "state", "run", str(s), "--gateway", gw.url)
+    assert r.returncode == 0 and "100.0%" in r.stdout
