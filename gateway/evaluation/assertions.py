@@ -47,10 +47,18 @@ class Assessor:
         self.client = client
         self._pii: dict[tuple, Any] = {}
 
-    async def check(self, spec: AssertionSpec, case: Case, reply: Reply, question: str) -> Outcome:
+    async def check(self, spec: AssertionSpec, case: Case, reply: Reply, question: str,
+                    threshold: float = 0.5) -> Outcome:
         name = spec.label
         if reply.error is not None:
             return Outcome(name, None, reason=f"no answer: {reply.error}")
+        if spec.type in ("correct", "abs-error"):
+            if reply.prediction is None or case.truth is None:
+                return Outcome(name, None, reason="needs a tabular target and the case's `truth`")
+            if spec.type == "correct":
+                return Outcome(name, float(reply.prediction >= threshold) == case.truth, reply.prediction)
+            err = abs(reply.prediction - case.truth)
+            return Outcome(name, err <= float(spec.value), err)
         text = reply.text
         try:
             match spec.type:

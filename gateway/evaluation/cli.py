@@ -59,7 +59,11 @@ def _run(args, policies: Path, prompts: Path, state: Path) -> int:
         client = GatewayClient(url=args.gateway, policies=policies, prompts=prompts, state=state,
                                api_key=args.api_key, cache=not args.no_cache)
         async with client:
-            the_plan, problems = runner.plan(loaded, registry, client.models)
+            models = set(client.models)
+            for t in loaded.suite.targets:
+                if t.tabular is not None and await client.tabular_exists(t.tabular):
+                    models.add(t.tabular)
+            the_plan, problems = runner.plan(loaded, registry, models)
             if problems:
                 return None, problems, False
             results, interrupted = await runner.execute(

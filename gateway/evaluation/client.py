@@ -26,6 +26,7 @@ class Reply:
     cached: bool = False
     error: str | None = None
     attempts: int = 0
+    prediction: float | None = None  # tabular targets
 
     @property
     def output_tokens(self) -> int | None:
@@ -106,6 +107,45 @@ class GatewayClient:
                                        "cost_usd": reply.cost_usd}))
             tmp.replace(path)
         return reply
+
+    # ---- tabular models ----------------------------------------------------------------------
+    async def tabular_exists(self, model: str) -> bool:
+        """An empty predict is a 400 (schema) for a served model and a 404 for an unknown one."""
+        assert self._session is not None
+        async with self._session.post(f"{self.url.rstrip('/')}/v1/tabular/{model}/predict", json={"rows": []},
+                                      headers=self._headers()) as r:
+            return r.status != 404
+
+    async def predict(self, model: str, row: dict[str, Any]) -> Reply:
+        key = hashlib.sha256(json.dumps({"tabular": model, "row": row}, sort_keys=True, default=str).encode()).hexdigest()
+        path = self.cache_dir / key[:2] / f"{key}.json"
+        if self.use_cache and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                return Reply(str(data["prediction"]), data["latency_ms"], cached=True, prediction=data["prediction"])
+            except (OSError, ValueError, KeyError):
+                pass
+        assert self._session is not None
+        url = f"{self.url.rstrip('/')}/v1/tabular/{model}/predict"
+        last = ""
+        for attempt in range(1, self.retries + 2):
+            t0 = time.perf_counter()
+            try:
+                async with self._session.post(url, json={"rows": [row]}, headers=self._headers()) as r:
+                    data = await r.json(content_type=None)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    if r.status == 200:
+                        p = data["predictions"][0]["prediction"]
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(json.dumps({"prediction": p, "latency_ms": elapsed}))
+                        return Reply(str(p), elapsed, attempts=attempt, prediction=float(p))
+                    last = f"HTTP {r.status}: {((data or {}).get('error') or {}).get('message', '')[:200]}"
+                    if r.status not in RETRY_STATUS:
+                        return Reply(error=last, attempts=attempt)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as e:
+                last = f"{type(e).__name__}: {e}"[:200]
+            await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+        return Reply(error=last, attempts=self.retries + 1)
 
     async def _post(self, body: dict[str, Any]) -> Reply:
         assert self._session is not None

@@ -47,6 +47,7 @@ def metrics(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
                 groups[r.attributes.get(key, "")].append(r.passed)
             slices[key] = {v: _rate(g) for v, g in sorted(groups.items())}
         out[t.name] = {
+            **({"model_metrics": model_metrics(t.task, t.threshold, rs)} if t.tabular else {}),
             "cases": len(rs),
             "pass": _rate([r.passed for r in rs]),
             "answer_errors": sum(r.reply.error is not None for r in rs),
@@ -59,6 +60,25 @@ def metrics(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
             "slices": slices,
         }
     return {"targets": out, "calibration": calibration(suite, results)}
+
+
+def _pairs(rs: list[CaseResult]) -> tuple[np.ndarray, np.ndarray]:
+    ok = [(r.reply.prediction, r.truth) for r in rs if r.reply.prediction is not None and r.truth is not None]
+    return np.array([p for p, _ in ok], float), np.array([y for _, y in ok], float)
+
+
+def model_metrics(task: str, threshold: float, rs: list[CaseResult]) -> dict[str, Any]:
+    """Dataset-level quality of a tabular target on the cases it answered."""
+    from gateway.stats.concept import auc
+
+    p, y = _pairs(rs)
+    if p.size == 0:
+        return {"n": 0}
+    if task == "regression":
+        return {"n": int(p.size), "mae": float(np.abs(p - y).mean()), "rmse": float(np.sqrt(((p - y) ** 2).mean()))}
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    return {"n": int(p.size), "accuracy": float(((p >= threshold) == (y == 1)).mean()), "auc": auc(y, p),
+            "log_loss": float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())}
 
 
 def calibration(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
@@ -120,6 +140,8 @@ def _value(suite: Suite, g: Gate, tm: dict[str, Any]) -> float:
         case "slice_gap":
             rates = [s["rate"] for s in tm["slices"].get(g.attribute, {}).values() if s["n"]]
             return max(rates) - min(rates) if len(rates) >= 2 else math.nan
+        case "accuracy" | "auc" | "log_loss" | "mae" | "rmse":
+            return (tm.get("model_metrics") or {}).get(g.metric, math.nan)
     return math.nan
 
 
@@ -162,7 +184,55 @@ def _baseline_gate(suite: Suite, g: Gate, results: list[CaseResult]) -> GateResu
                   f"(drop {drop:+.3f}, allowed {g.max_drop}; McNemar: {test['baseline_only']} lost, "
                   f"{test['candidate_only']} gained, one-sided p = {test['p_worse']:.3g})")
         return GateResult(g, not (drop > g.max_drop and test["p_worse"] < g.alpha), detail)
+    if g.metric in ("accuracy", "auc", "log_loss", "mae", "rmse"):
+        return _model_baseline_gate(suite, g, cand, base, common)
     return GateResult(g, False, f"metric {g.metric} has no baseline comparison; use min/max")
+
+
+def _model_baseline_gate(suite: Suite, g: Gate, cand: dict, base: dict, common: list[str]) -> GateResult:
+    """Tabular targets on the same labelled cases: accuracy by McNemar, errors by a paired t-test,
+    AUC by a paired bootstrap. For error metrics (log_loss, mae, rmse) a 'drop' is an increase."""
+    from gateway.stats.concept import auc
+
+    tgt = {t.name: t for t in suite.targets}
+    keep = [c for c in common if cand[c].reply.prediction is not None and base[c].reply.prediction is not None
+            and cand[c].truth is not None]
+    if len(keep) < 2:
+        return GateResult(g, False, "fewer than 2 paired predictions")
+    y = np.array([cand[c].truth for c in keep], float)
+    pc = np.array([cand[c].reply.prediction for c in keep], float)
+    pb = np.array([base[c].reply.prediction for c in keep], float)
+    tc, tb = tgt[g.target].threshold, tgt[g.baseline].threshold
+    if g.metric == "accuracy":
+        cc, cb = (pc >= tc) == (y == 1), (pb >= tb) == (y == 1)
+        test = mcnemar(list(cb), list(cc))
+        drop, p = float(cb.mean() - cc.mean()), test["p_worse"]
+        vc, vb = float(cc.mean()), float(cb.mean())
+    elif g.metric == "auc":
+        vc, vb = auc(y, pc), auc(y, pb)
+        drop = vb - vc
+        rng = np.random.default_rng(0)
+        worse = 0
+        for _ in range(1000):
+            i = rng.integers(0, len(y), len(y))
+            if len(set(y[i])) == 2 and auc(y[i], pb[i]) - auc(y[i], pc[i]) > 0:
+                worse += 1
+        p = 1 - worse / 1000  # share of resamples where the candidate is not worse
+    else:
+        def errors(pred):
+            if g.metric == "log_loss":
+                q = np.clip(pred, 1e-15, 1 - 1e-15)
+                return -(y * np.log(q) + (1 - y) * np.log(1 - q))
+            return np.abs(pred - y) if g.metric == "mae" else (pred - y) ** 2
+        ec, eb = errors(pc), errors(pb)
+        test = paired_mean_test(list(-eb), list(-ec))  # higher error = worse: compare negated errors
+        vc, vb = float(ec.mean()), float(eb.mean())
+        if g.metric == "rmse":
+            vc, vb = math.sqrt(vc), math.sqrt(vb)
+        drop, p = vc - vb, test["p_worse"]
+    detail = (f"{g.metric} {g.target} {vc:.4f} vs {g.baseline} {vb:.4f} on {len(keep)} paired cases "
+              f"(worse by {drop:+.4f}, allowed {g.max_drop}; one-sided p = {p:.3g})")
+    return GateResult(g, not (drop > g.max_drop and p < g.alpha), detail)
 
 
 # ---- rendering ---------------------------------------------------------------------------------
@@ -191,6 +261,11 @@ def terminal(suite: Suite, m: dict[str, Any], gates: list[GateResult], run_id: s
         for key, groups in tm["slices"].items():
             lines.append(f"slice {name} by {key}: " + ", ".join(f"{v} {_pct(s['rate']).strip()} (n={s['n']})"
                                                               for v, s in groups.items()))
+    for name, tm in m["targets"].items():
+        mm = tm.get("model_metrics")
+        if mm:
+            lines.append(f"model {name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                       for k, v in mm.items()))
     for label, cal in m["calibration"].items():
         lines.append(f"judge calibration [{label}] vs human labels: n={cal['n']} accuracy {cal['accuracy']:.3f} "
                      f"kappa {cal['kappa']:.3f}; confusion (human/judge) {cal['confusion']}")

@@ -32,8 +32,11 @@ class CaseResult:
             return None
         return all(o.passed for o in self.outcomes)
 
+    truth: float | None = None
+
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "case": self.case_id, "passed": self.passed, "answer": self.answer,
+                "prediction": self.reply.prediction, "truth": self.truth,
                 "error": self.reply.error, "latency_ms": round(self.reply.latency_ms, 2), "cached": self.reply.cached,
                 "cost_usd": self.reply.cost_usd, "usage": self.reply.usage, "attributes": self.attributes,
                 "label": self.label, "assertions": [o.to_json() for o in self.outcomes]}
@@ -54,6 +57,15 @@ def plan(loaded: LoadedSuite, registry: Registry, models: set[str]) -> tuple[Pla
     where = loaded.path
     for t in loaded.suite.targets:
         model = t.model
+        if t.tabular is not None:
+            if t.tabular not in models:
+                problems.append(f"{where}: target {t.name!r}: unknown tabular model {t.tabular!r} "
+                                "(declare it under `tabular:` in gateway.yaml)")
+                continue
+            for case in loaded.cases:
+                row = case.features if case.features is not None else case.vars
+                calls.append((t, case, t.tabular, [], row, ""))
+            continue
         for case in loaded.cases:
             messages: list[dict[str, Any]] = []
             params = dict(t.params)
@@ -126,9 +138,14 @@ async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *,
 
     async def one(i: int, target: Target, case: Case, model: str, messages, params, question) -> None:
         async with sem:
-            reply = await client.chat(model, messages, params)
-            outcomes = [await assessor.check(a, case, reply, question) for a in loaded.suite.assertions]
-            results[i] = CaseResult(target.name, case.id, reply.text, reply, outcomes, case.attributes, case.label)
+            if target.tabular is not None:
+                reply = await client.predict(model, params)  # params: the feature row
+            else:
+                reply = await client.chat(model, messages, params)
+            outcomes = [await assessor.check(a, case, reply, question, target.threshold)
+                        for a in loaded.suite.assertions]
+            results[i] = CaseResult(target.name, case.id, reply.text, reply, outcomes, case.attributes, case.label,
+                                    case.truth)
             bar.tick(reply.error is not None)
 
     tasks = [asyncio.create_task(one(i, *call)) for i, call in enumerate(the_plan.calls)]

@@ -38,6 +38,8 @@ class Case(Strict):
     context: list[dict[str, str]] | str | None = Field(default=None, description="documents for faithfulness")
     reference: str | None = None
     label: Literal["pass", "fail"] | None = Field(default=None, description="a human's verdict, for calibration")
+    features: dict[str, Any] | None = Field(default=None, description="tabular targets: the row (default: vars)")
+    truth: float | None = Field(default=None, description="tabular targets: the ground truth (class 0/1 or value)")
     attributes: dict[str, str] = Field(default_factory=dict, description="slices: language, segment, ...")
 
     def documents(self) -> list[str]:
@@ -64,16 +66,23 @@ class Target(Strict):
     prompt: str | None = Field(default=None, description="name@version or name:label (default label production)")
     model: str | None = Field(default=None, description="a model of the gateway; default: the prompt's model")
     params: dict[str, Any] = Field(default_factory=dict)
+    tabular: str | None = Field(default=None, description="a tabular model of the gateway (`tabular:` in gateway.yaml)")
+    task: Literal["classification", "regression"] = "classification"
+    threshold: float = Field(default=0.5, description="classification: predicted class = prediction >= threshold")
 
     @model_validator(mode="after")
     def _something(self) -> Target:
-        if self.prompt is None and self.model is None:
-            raise ValueError("a target needs a `prompt`, a `model`, or both")
+        if self.tabular is not None:
+            if self.prompt is not None or self.model is not None:
+                raise ValueError("a tabular target takes `tabular` only (no `prompt` or `model`)")
+        elif self.prompt is None and self.model is None:
+            raise ValueError("a target needs a `prompt`, a `model`, or both (or `tabular`)")
         return self
 
 
 AssertionType = Literal["equals", "contains", "not-contains", "regex", "is-json", "max-tokens", "latency-ms",
-                        "cost-usd", "similar", "faithfulness", "pii-free", "llm-rubric", "pairwise"]
+                        "cost-usd", "similar", "faithfulness", "pii-free", "llm-rubric", "pairwise",
+                        "correct", "abs-error"]
 
 
 class AssertionSpec(Strict):
@@ -95,7 +104,8 @@ class AssertionSpec(Strict):
     @model_validator(mode="after")
     def _needs(self) -> AssertionSpec:
         need = {"equals": "value", "contains": "value", "not-contains": "value", "regex": "value",
-                "max-tokens": "value", "latency-ms": "value", "cost-usd": "value", "llm-rubric": "rubric"}
+                "max-tokens": "value", "latency-ms": "value", "cost-usd": "value", "llm-rubric": "rubric",
+                "abs-error": "value"}
         field = need.get(self.type)
         if field and getattr(self, field) is None:
             raise ValueError(f"assertion {self.type!r} needs `{field}`")
@@ -119,7 +129,7 @@ class AssertionSpec(Strict):
 
 class Gate(Strict):
     metric: Literal["pass_rate", "assertion_pass_rate", "mean_score", "latency_p95_ms", "cost_usd", "errors",
-                    "slice_gap"]
+                    "slice_gap", "accuracy", "auc", "log_loss", "mae", "rmse"]
     target: str
     assertion: str | None = Field(default=None, description="assertion_pass_rate / mean_score: which assertion")
     min: float | None = None

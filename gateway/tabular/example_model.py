@@ -49,13 +49,20 @@ def generate(rows: int, shift: float = 0.0, seed: int = 1) -> list[dict]:
     return out
 
 
+def naive_probability(row: dict) -> float:
+    """A deliberately worse model (`?variant=naive`): it ignores support calls and the plan."""
+    z = -0.9 + COEF["tenure_months"] * row["tenure_months"] + COEF["monthly_spend"] * row["monthly_spend"]
+    return 1 / (1 + math.exp(-z))
+
+
 async def predict(request: web.Request) -> web.Response:
+    model = naive_probability if request.query.get("variant") == "naive" else churn_probability
     body = await request.json()
     rows = body.get("rows")
     if not isinstance(rows, list):
         return web.json_response({"error": "send {\"rows\": [...]}"}, status=400)
     try:
-        preds = [round(churn_probability(r), 6) for r in rows]
+        preds = [round(model(r), 6) for r in rows]
     except (KeyError, TypeError) as e:
         return web.json_response({"error": f"bad row: {e}"}, status=400)
     return web.json_response({"predictions": preds})

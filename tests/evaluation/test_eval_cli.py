@@ -195,3 +195,39 @@ def test_a_running_gateway_can_be_used_by_url(tmp_path, policies):
     with running_gateway(policies) as gw:
         r = evalcli(tmp_path / "state", "run", str(s), "--gateway", gw.url)
     assert r.returncode == 0 and "100.0%" in r.stdout
+
+
+def test_tabular_suites_gate_on_model_metrics_and_paired_regression(tmp_path):
+    from gateway.tabular.example_model import build_app
+    from tests.helpers import ServerThread
+
+    server = ServerThread(build_app()).start()
+    try:
+        root = tmp_path / "policies"
+        root.mkdir()
+        features = ("{tenure_months: {type: number, min: 0}, monthly_spend: {type: number, min: 0}, "
+                    "support_calls: {type: integer, min: 0}, plan: {type: category, values: [basic, pro, enterprise]}}")
+        (root / "gateway.yaml").write_text(GATEWAY + f"""
+tabular:
+  churn: {{url: "{server.url}/predict", features: {features}}}
+  churn-naive: {{url: "{server.url}/predict?variant=naive", features: {features}}}
+""")
+        (root / "default.yaml").write_text("request: []\n")
+        ok = evalcli(tmp_path / "state", "run", str(REPO / "evals/churn-model.yaml"), policies=root)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "model production: n 400, accuracy 0.6825, auc 0.7051" in ok.stdout
+        assert "[PASS] slice_gap[plan] of production" in ok.stdout
+        bad = evalcli(tmp_path / "state", "run", str(REPO / "evals/churn-model-regression.yaml"), policies=root)
+        assert bad.returncode == 1
+        assert "[PASS] accuracy candidate 0.6675 vs production 0.6825" in bad.stdout  # small, not significant
+        assert "[FAIL] auc candidate 0.6466 vs production 0.7051" in bad.stdout
+        missing = suite(tmp_path, """
+            name: t
+            dataset: {cases: [{features: {tenure_months: 1}, truth: 1}]}
+            targets: [{name: a, tabular: no-such-model}]
+            assertions: [{type: correct}]
+        """)
+        r = evalcli(tmp_path / "state", "run", str(missing), policies=root)
+        assert r.returncode == 2 and "unknown tabular model 'no-such-model'" in r.stderr
+    finally:
+        server.stop()
