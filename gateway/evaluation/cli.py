@@ -121,6 +121,14 @@ def _runs(state: Path) -> int:
     return 0
 
 
+def _prompt_of(run: dict, target: str) -> str:
+    for t in run["targets"]:
+        if t["name"] == target and t.get("prompt_version"):
+            v = t["prompt_version"]
+            return f"{v['name']}@{v['version']} {v['hash'][:19]}"
+    return ""
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
@@ -143,7 +151,8 @@ def _compare(state: Path, a: str, b: str) -> int:
         if ma is None or mb is None:
             print(f"\n{target}: only in {'B' if ma is None else 'A'}")
             continue
-        print(f"\n{target}")
+        pa, pb = _prompt_of(run_a, target), _prompt_of(run_b, target)
+        print(f"\n{target}" + (f"  (prompt {pa} -> {pb})" if pa != pb else (f"  (prompt {pa})" if pa else "")))
         rows = [("pass rate", ma["pass"]["rate"], mb["pass"]["rate"], True),
                 ("latency p95 ms", ma["latency_ms"]["p95"], mb["latency_ms"]["p95"], False),
                 ("cost $", ma["cost_usd"]["total"], mb["cost_usd"]["total"], False)]
