@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,28 +86,16 @@ class GatewayClient:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     # ---- one chat completion ------------------------------------------------------------------
-    async def chat(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
-                   extra: dict[str, Any] | None = None) -> Reply:
-        body = {**params, "model": model, "messages": messages}
-        key = hashlib.sha256(json.dumps({"model": model, "params": params, "messages": messages,
-                                         "extra": extra or {}}, sort_keys=True, default=str).encode()).hexdigest()
-        path = self.cache_dir / key[:2] / f"{key}.json"
-        if self.use_cache and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                return Reply(data["text"], data["latency_ms"], data.get("usage", {}), data.get("cost_usd"), cached=True)
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged entry is refetched
-        if extra:
-            body["gateway"] = extra
-        reply = await self._post(body)
-        if reply.error is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"text": reply.text, "latency_ms": reply.latency_ms, "usage": reply.usage,
-                                       "cost_usd": reply.cost_usd}))
-            tmp.replace(path)
-        return reply
+    async def chat(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply:
+        def parse(data: dict[str, Any], elapsed: float, attempt: int) -> Reply:
+            choice = (data.get("choices") or [{}])[0]
+            info = data.get("gateway") or {}
+            text = (choice.get("message") or {}).get("content") or ""
+            return Reply(text, elapsed, info.get("usage") or data.get("usage") or {}, info.get("cost_usd"),
+                         attempts=attempt)
+
+        return await self._cached({"model": model, "params": params, "messages": messages},
+                                  "/v1/chat/completions", {**params, "model": model, "messages": messages}, parse)
 
     # ---- tabular models ----------------------------------------------------------------------
     async def tabular_exists(self, model: str) -> bool:
@@ -117,39 +106,37 @@ class GatewayClient:
             return r.status != 404
 
     async def predict(self, model: str, row: dict[str, Any]) -> Reply:
-        key = hashlib.sha256(json.dumps({"tabular": model, "row": row}, sort_keys=True, default=str).encode()).hexdigest()
-        path = self.cache_dir / key[:2] / f"{key}.json"
-        if self.use_cache and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                return Reply(str(data["prediction"]), data["latency_ms"], cached=True, prediction=data["prediction"])
-            except (OSError, ValueError, KeyError):
-                pass
-        assert self._session is not None
-        url = f"{self.url.rstrip('/')}/v1/tabular/{model}/predict"
-        last = ""
-        for attempt in range(1, self.retries + 2):
-            t0 = time.perf_counter()
-            try:
-                async with self._session.post(url, json={"rows": [row]}, headers=self._headers()) as r:
-                    data = await r.json(content_type=None)
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    if r.status == 200:
-                        p = data["predictions"][0]["prediction"]
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_text(json.dumps({"prediction": p, "latency_ms": elapsed}))
-                        return Reply(str(p), elapsed, attempts=attempt, prediction=float(p))
-                    last = f"HTTP {r.status}: {((data or {}).get('error') or {}).get('message', '')[:200]}"
-                    if r.status not in RETRY_STATUS:
-                        return Reply(error=last, attempts=attempt)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as e:
-                last = f"{type(e).__name__}: {e}"[:200]
-            await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
-        return Reply(error=last, attempts=self.retries + 1)
+        def parse(data: dict[str, Any], elapsed: float, attempt: int) -> Reply:
+            p = float(data["predictions"][0]["prediction"])
+            return Reply(str(p), elapsed, attempts=attempt, prediction=p)
 
-    async def _post(self, body: dict[str, Any]) -> Reply:
+        return await self._cached({"tabular": model, "row": row}, f"/v1/tabular/{model}/predict", {"rows": [row]}, parse)
+
+    # ---- cache and transport ------------------------------------------------------------------
+    async def _cached(self, key_doc: dict[str, Any], path: str, body: dict[str, Any], parse) -> Reply:
+        """The reply for `key_doc` from the cache, or from the gateway (then cached if it succeeded)."""
+        key = hashlib.sha256(json.dumps(key_doc, sort_keys=True, default=str).encode()).hexdigest()
+        entry = self.cache_dir / key[:2] / f"{key}.json"
+        if self.use_cache and entry.exists():
+            try:
+                data = json.loads(entry.read_text())
+                return Reply(data["text"], data["latency_ms"], data.get("usage", {}), data.get("cost_usd"),
+                             cached=True, prediction=data.get("prediction"))
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is refetched
+        reply = await self._post(path, body, parse)
+        if reply.error is None:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"text": reply.text, "latency_ms": reply.latency_ms, "usage": reply.usage,
+                                       "cost_usd": reply.cost_usd, "prediction": reply.prediction}))
+            tmp.replace(entry)
+        return reply
+
+    async def _post(self, path: str, body: dict[str, Any], parse) -> Reply:
+        """POST with retries on transient failures (429, 5xx, connection errors), jittered backoff."""
         assert self._session is not None
-        url = self.url.rstrip("/") + "/v1/chat/completions"
+        url = self.url.rstrip("/") + path
         last = "no attempt"
         for attempt in range(1, self.retries + 2):
             t0 = time.perf_counter()
@@ -158,16 +145,12 @@ class GatewayClient:
                     data = await r.json(content_type=None)
                     elapsed = (time.perf_counter() - t0) * 1000
                     if r.status == 200:
-                        choice = (data.get("choices") or [{}])[0]
-                        info = data.get("gateway") or {}
-                        text = (choice.get("message") or {}).get("content") or ""
-                        usage = info.get("usage") or data.get("usage") or {}
-                        return Reply(text, elapsed, usage, info.get("cost_usd"), attempts=attempt)
+                        return parse(data, elapsed, attempt)
                     message = ((data or {}).get("error") or {}).get("message", "") if isinstance(data, dict) else ""
                     last = f"HTTP {r.status}: {message[:200]}"
                     if r.status not in RETRY_STATUS:
                         return Reply(error=last, attempts=attempt)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError, IndexError) as e:
                 last = f"{type(e).__name__}: {e}"[:200]
-            await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+            await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
         return Reply(error=last, attempts=self.retries + 1)
