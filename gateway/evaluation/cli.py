@@ -86,7 +86,16 @@ def _run(args, policies: Path, prompts: Path, state: Path) -> int:
         return 2
     the_plan, results = outcome
     m = report.metrics(loaded.suite, results)
-    gates = report.check_gates(loaded.suite, results, m) if not interrupted else []
+    previous = {}
+    for g in loaded.suite.gates:
+        if g.baseline_run is not None and g.baseline_run not in previous:
+            rid = store.last_run_id(state, loaded.suite.name) if g.baseline_run == "last" else g.baseline_run
+            try:
+                previous[g.baseline_run] = (rid, store.load_run(state, rid)[1]) if rid else None
+            except KeyError as e:
+                print(f"gateway eval: gate baseline_run: {e.args[0]}", file=sys.stderr)
+                return 2
+    gates = report.check_gates(loaded.suite, results, m, previous) if not interrupted else []
     status = "interrupted" if interrupted else ("passed" if all(g.passed for g in gates) else "failed")
     targets = [{**t.model_dump(), "prompt_version": the_plan.prompts.get(t.name)} for t in loaded.suite.targets]
     run_id = store.save_run(state, suite=loaded.suite.name, suite_path=loaded.path, suite_hash=loaded.content_hash,

@@ -106,10 +106,15 @@ class GateResult:
         return {"gate": self.gate.model_dump(exclude_none=True), "passed": self.passed, "detail": self.detail}
 
 
-def check_gates(suite: Suite, results: list[CaseResult], m: dict[str, Any]) -> list[GateResult]:
+def check_gates(suite: Suite, results: list[CaseResult], m: dict[str, Any],
+                previous: dict[str, tuple[str, dict] | None] | None = None) -> list[GateResult]:
+    """`previous`: baseline_run spec -> (run id, {(target, case): result}) from the run store."""
     out = []
     for g in suite.gates:
         tm = m["targets"][g.target]
+        if g.baseline_run is not None:
+            out.append(_previous_run_gate(g, results, (previous or {}).get(g.baseline_run)))
+            continue
         if g.baseline is not None:
             out.append(_baseline_gate(suite, g, results))
             continue
@@ -187,6 +192,23 @@ def _baseline_gate(suite: Suite, g: Gate, results: list[CaseResult]) -> GateResu
     if g.metric in ("accuracy", "auc", "log_loss", "mae", "rmse"):
         return _model_baseline_gate(suite, g, cand, base, common)
     return GateResult(g, False, f"metric {g.metric} has no baseline comparison; use min/max")
+
+
+def _previous_run_gate(g: Gate, results: list[CaseResult], prev: tuple[str, dict] | None) -> GateResult:
+    if prev is None:
+        return GateResult(g, True, f"no earlier run {g.baseline_run!r} of this suite to compare with (first run)")
+    run_id, old = prev
+    pairs = [(old[(r.target, r.case_id)]["passed"], r.passed) for r in results
+             if r.target == g.target and (r.target, r.case_id) in old]
+    pairs = [(b, c) for b, c in pairs if b is not None and c is not None]
+    if not pairs:
+        return GateResult(g, False, f"no cases shared with run {run_id}")
+    test = mcnemar([b for b, _ in pairs], [c for _, c in pairs])
+    drop = (sum(b for b, _ in pairs) - sum(c for _, c in pairs)) / len(pairs)
+    detail = (f"pass_rate of {g.target} since run {run_id}: {-drop:+.3f} on {len(pairs)} shared cases (allowed drop "
+              f"{g.max_drop}; {test['baseline_only']} newly failing, {test['candidate_only']} newly passing, "
+              f"one-sided p = {test['p_worse']:.3g})")
+    return GateResult(g, not (drop > g.max_drop and test["p_worse"] < g.alpha), detail)
 
 
 def _model_baseline_gate(suite: Suite, g: Gate, cand: dict, base: dict, common: list[str]) -> GateResult:

@@ -86,3 +86,15 @@ def load_run(state: Path, run_id: str) -> tuple[dict[str, Any], dict[tuple[str, 
         conn.close()
     return {"id": rid, "suite": suite, "metrics": json.loads(metrics), "targets": json.loads(targets),
             "git_commit": commit, "suite_hash": sh, "dataset_hash": dh}, results
+
+
+def last_run_id(state: Path, suite: str) -> str | None:
+    if not (state / "eval.db").exists():
+        return None
+    conn = _connect(state)
+    try:
+        row = conn.execute("SELECT id FROM runs WHERE suite = ? AND status != 'interrupted' ORDER BY ts DESC LIMIT 1",
+                           (suite,)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None

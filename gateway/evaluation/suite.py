@@ -135,15 +135,19 @@ class Gate(Strict):
     min: float | None = None
     max: float | None = None
     baseline: str | None = Field(default=None, description="another target: gate on the drop against it")
+    baseline_run: str | None = Field(default=None, description="`last` (the last recorded run of this suite) or a "
+                                     "run id: gate on the drop of this target's pass rate since then")
     max_drop: float | None = Field(default=None, ge=0, description="with baseline: largest allowed drop")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="significance for baseline comparisons")
     attribute: str | None = Field(default=None, description="slice_gap: the case attribute to slice by")
 
     @model_validator(mode="after")
     def _shape(self) -> Gate:
-        if self.baseline is not None and self.max_drop is None:
-            raise ValueError("a gate with `baseline` needs `max_drop`")
-        if self.baseline is None and self.min is None and self.max is None:
+        if (self.baseline is not None or self.baseline_run is not None) and self.max_drop is None:
+            raise ValueError("a gate with `baseline` or `baseline_run` needs `max_drop`")
+        if self.baseline_run is not None and (self.baseline is not None or self.metric != "pass_rate"):
+            raise ValueError("`baseline_run` compares metric pass_rate of the same target (no `baseline`)")
+        if self.baseline is None and self.baseline_run is None and self.min is None and self.max is None:
             raise ValueError("a gate needs `min`, `max`, or `baseline` + `max_drop`")
         if self.metric == "slice_gap" and not self.attribute:
             raise ValueError("metric slice_gap needs `attribute`")

@@ -231,3 +231,19 @@ tabular:
         assert r.returncode == 2 and "unknown tabular model 'no-such-model'" in r.stderr
     finally:
         server.stop()
+
+
+def test_gate_against_the_previous_run(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: since-last
+        dataset: {cases: [{id: a, input: apple}, {id: b, input: banana}, {id: c, input: cherry}]}
+        targets: [{name: t, model: echo}]
+        assertions: [{type: contains, value: a}]
+        gates: [{metric: pass_rate, target: t, baseline_run: last, max_drop: 0.0, alpha: 0.9}]
+    """)
+    first = evalcli(tmp_path / "state", "run", str(s), policies=policies)
+    assert first.returncode == 0 and "first run" in first.stdout
+    s.write_text(s.read_text().replace("value: a}", "value: an}"))
+    second = evalcli(tmp_path / "state", "run", str(s), policies=policies)
+    assert second.returncode == 1 and "[FAIL] pass_rate of t since run" in second.stdout
+    assert "1 newly failing" in second.stdout
