@@ -1,4 +1,6 @@
-# Same install as the README: the package with its runtime dependencies, then `gateway serve`.
+# Same install as the README, minus the test tools: the package with its guardrail models (`all`),
+# then `gateway serve`. torch comes from PyTorch's CPU index first, so pip does not pull the multi-GB
+# CUDA build (the README's machine has the CPU wheel locally; a container does not).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -6,7 +8,8 @@ COPY gateway ./gateway
 COPY policies ./policies
 COPY prompts ./prompts
 COPY evals ./evals
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir 'torch>=2.2,<2.14' --index-url https://download.pytorch.org/whl/cpu \
+    && pip install --no-cache-dir -e '.[all]' \
     && python -c "from gateway.metering.tokenizer import install_offline_bpe; install_offline_bpe()"
 ENV GATEWAY_STATE_DIR=/data
 VOLUME /data
