@@ -215,7 +215,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:
     """Tabular models with their fitted reference profiles (read once per load, not per request)."""
-    from gateway.stats.drift import Profile
+    from gateway.stats.profile import Profile
     from gateway.tabular.service import TabularModel
 
     out = {}

@@ -21,7 +21,6 @@ from aiohttp import web
 
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.keys import HOLDER
-from gateway.stats import concept, drift
 from gateway.tabular.config import TabularModelConfig, validate_rows
 from gateway.tabular.store import LabelConflict, PredictionStore  # noqa: F401 (PredictionStore: app wiring)
 
@@ -35,7 +34,7 @@ ALERTS: web.AppKey[list] = web.AppKey("tabular_alerts", list)  # delivery outcom
 class TabularModel:
     name: str
     cfg: TabularModelConfig
-    profile: drift.Profile | None
+    profile: Any  # gateway.stats.drift.Profile | None (scipy is imported only when drift is computed)
 
 
 def _model(request: web.Request) -> TabularModel:
@@ -162,6 +161,8 @@ def _seconds(text: str) -> float:
 
 def compute_drift(store: PredictionStore, model: TabularModel, window_s: float) -> dict[str, Any]:
     """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking)."""
+    from gateway.stats import drift  # scipy: ~1 s to import, paid on the first drift report, not at start-up
+
     cfg = model.cfg
     now = time.time()
     rows = store.window(model.name, now - window_s)
@@ -204,6 +205,8 @@ def compute_drift(store: PredictionStore, model: TabularModel, window_s: float) 
 
 def _performance(store: PredictionStore, model: TabularModel, rows: list[tuple], since: float) -> dict[str, Any]:
     """Window vs. everything labelled before it, plus a streaming detector over the window's errors."""
+    from gateway.stats import concept
+
     cur = [(r[2], r[3]) for r in rows if r[2] is not None and r[3] is not None]
     if len(cur) < 30:
         return {"status": "insufficient_labels", "labelled": len(cur), "message": "need 30 labelled predictions"}
