@@ -7,6 +7,7 @@ import getpass
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -277,8 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SERVERS = ("serve", "mock-server", "bench")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in _SERVERS and hasattr(signal, "SIGPIPE"):
+        # Report commands piped into `head` should end quietly, as Unix tools do. Servers keep Python's
+        # default (SIGPIPE ignored) so a client that hangs up is an exception, not the end of the process.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
