@@ -156,18 +156,31 @@ def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int], re
 
 
 def _restore_chunk(restorer: Restorer, chunk: dict[str, Any]) -> dict[str, Any]:
-    """Pseudonymized values back into the streamed text; a placeholder split across chunks is held
-    until it is complete (and released with the choice's finish at the latest)."""
+    """Pseudonymized values back into the streamed text and tool-call arguments; a placeholder split
+    across chunks is held until it is complete (and released with the choice's finish at the latest)."""
     choices = []
     for c in chunk["choices"]:
-        delta = c.get("delta") or {}
+        delta = dict(c.get("delta") or {})
         idx = c.get("index", 0)
-        text = restorer.feed(idx, delta["content"]) if isinstance(delta.get("content"), str) else None
+        if isinstance(delta.get("content"), str):
+            delta["content"] = restorer.feed(idx, delta["content"])
+        calls = []
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            if isinstance(fn.get("arguments"), str):
+                call = {**call, "function": {**fn, "arguments": restorer.feed((idx, call.get("index", 0)), fn["arguments"])}}
+            calls.append(call)
+        if calls:
+            delta["tool_calls"] = calls
         if c.get("finish_reason"):
-            text = (text or "") + restorer.flush(idx)
-        if text is not None:
-            c = {**c, "delta": {**delta, "content": text}}
-        choices.append(c)
+            rest = restorer.flush(idx)
+            if rest:
+                delta["content"] = (delta.get("content") or "") + rest
+            for key in restorer.held_keys(idx):
+                held = restorer.flush(key)
+                if held:
+                    delta.setdefault("tool_calls", []).append({"index": key[1], "function": {"arguments": held}})
+        choices.append({**c, "delta": delta})
     return {**chunk, "choices": choices}
 
 

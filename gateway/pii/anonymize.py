@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 
@@ -66,20 +67,25 @@ _PARTIAL = re.compile(r"<[A-Z_]*\d*$")
 
 
 class Restorer:
-    """Restores placeholders in a stream, per choice: text that could be the start of a placeholder
+    """Restores placeholders in a stream, per text stream (a choice's content, or one of its tool
+    calls' arguments, keyed (choice, tool index)): text that could be the start of a placeholder
     (`<PERS`, `<PERSON_1`) is held back until the next chunk completes or rules it out."""
 
     def __init__(self, pseudonyms: Pseudonyms) -> None:
         self.p = pseudonyms
-        self.pending: dict[int, str] = {}
+        self.pending: dict[Hashable, str] = {}
 
-    def feed(self, choice: int, text: str) -> str:
-        buf = self.pending.pop(choice, "") + text
+    def feed(self, key: Hashable, text: str) -> str:
+        buf = self.pending.pop(key, "") + text
         m = _PARTIAL.search(buf)
         if m and len(buf) - m.start() <= 40:
-            self.pending[choice] = buf[m.start():]
+            self.pending[key] = buf[m.start():]
             buf = buf[: m.start()]
         return self.p.restore(buf)
 
-    def flush(self, choice: int) -> str:
-        return self.p.restore(self.pending.pop(choice, ""))
+    def flush(self, key: Hashable) -> str:
+        return self.p.restore(self.pending.pop(key, ""))
+
+    def held_keys(self, choice: int) -> list[tuple[int, int]]:
+        """Tool-call streams of `choice` with text held back."""
+        return sorted(k for k in self.pending if isinstance(k, tuple) and k[0] == choice)

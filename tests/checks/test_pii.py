@@ -188,3 +188,20 @@ def test_unused_policies_do_not_load_models(tmp_path):
 
         pii = gw.app[HOLDER].current.pipelines["unused"].request_checks[0].check
         assert gw.app[HOLDER].ready and not pii.engine.loaded
+
+
+def test_streamed_tool_call_arguments_are_restored_too():
+    from gateway.stream_relay import _restore_chunk
+
+    p = Pseudonyms()
+    p.placeholder("PERSON", "Ada Lovelace")
+    r = Restorer(p)
+
+    def chunk(delta, finish=None):
+        return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    pieces = ['{"to": "<PER', 'SON_1>", "cc": "<PERSON_', '1']
+    out = [_restore_chunk(r, chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})) for a in pieces]
+    last = _restore_chunk(r, chunk({}, "tool_calls"))
+    args = "".join(c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in out + [last])
+    assert args == '{"to": "Ada Lovelace", "cc": "<PERSON_1'  # a placeholder never completed is released as is
