@@ -150,16 +150,20 @@ class Assessor:
     async def _judge_once(self, spec: AssertionSpec, question: str, text: str, i: int) -> tuple[dict | None, str]:
         messages = [{"role": "system", "content": JUDGE_SYSTEM},
                     {"role": "user", "content": f"Rubric:\n{spec.rubric}\n\nQuestion:\n{question}\n\nAnswer:\n{text}"}]
+        return await self._ask_judge(spec, messages, i, parse_rubric)
+
+    async def _ask_judge(self, spec: AssertionSpec, messages: list[dict], seed: int, parse) -> tuple[Any, str]:
+        """The judge's parsed verdict, or (None, why). Invalid JSON is asked again, three tries in all,
+        each with a new seed so the retry is not served the same cached reply."""
         error = ""
-        for attempt in range(3):  # invalid JSON: ask again (a new seed, so not the cached reply)
-            reply = await self.client.chat(spec.judge, messages, {"temperature": 0, "seed": i * 10 + attempt})
+        for attempt in range(3):
+            reply = await self.client.chat(spec.judge, messages, {"temperature": 0, "seed": seed * 10 + attempt})
             if reply.error is not None:
                 return None, reply.error
-            verdict, error = parse_rubric(reply.text)
+            verdict, error = parse(reply.text)
             if verdict is not None:
                 return verdict, ""
         return None, error
-
 
     async def pairwise(self, spec: AssertionSpec, question: str, answer: str, baseline: str) -> Outcome:
         """Is `answer` better than the baseline's? Judged in both orders; if the two orders disagree
@@ -180,27 +184,14 @@ class Assessor:
         messages = [{"role": "system", "content": PAIRWISE_SYSTEM},
                     {"role": "user", "content": f"Criteria:\n{spec.rubric or 'Which answer is more helpful and correct?'}"
                                                 f"\n\nQuestion:\n{question}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"}]
-        error = ""
-        for attempt in range(3):
-            reply = await self.client.chat(spec.judge, messages, {"temperature": 0, "seed": seed * 10 + attempt})
-            if reply.error is not None:
-                return None, reply.error
-            m = re.search(r"\{.*\}", reply.text or "", re.S)
-            try:
-                winner = json.loads(m.group()).get("winner") if m else None
-            except json.JSONDecodeError:
-                winner = None
-            if winner in ("A", "B", "tie"):
-                return winner, ""
-            error = "judge JSON needs `winner`: A, B or tie"
-        return None, error
+        return await self._ask_judge(spec, messages, seed, parse_winner)
 
 
 PAIRWISE_SYSTEM = ('You compare two answers to the same question. Reply with JSON only: '
                    '{"winner": "A" or "B" or "tie", "reason": "one short sentence"}')
 
 
-def parse_rubric(text: str) -> tuple[dict | None, str]:
+def _json_object(text: str) -> tuple[dict | None, str]:
     m = re.search(r"\{.*\}", text or "", re.S)
     if not m:
         return None, "judge reply holds no JSON object"
@@ -208,6 +199,21 @@ def parse_rubric(text: str) -> tuple[dict | None, str]:
         data = json.loads(m.group())
     except json.JSONDecodeError as e:
         return None, f"judge reply is not valid JSON ({e.msg})"
+    return (data, "") if isinstance(data, dict) else (None, "judge reply is not a JSON object")
+
+
+def parse_winner(text: str) -> tuple[str | None, str]:
+    data, error = _json_object(text)
+    if data is None:
+        return None, error
+    winner = data.get("winner")
+    return (winner, "") if winner in ("A", "B", "tie") else (None, "judge JSON needs `winner`: A, B or tie")
+
+
+def parse_rubric(text: str) -> tuple[dict | None, str]:
+    data, error = _json_object(text)
+    if data is None:
+        return None, error
     score, passed = data.get("score"), data.get("pass")
     if not isinstance(passed, bool) or isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
         return None, "judge JSON needs `pass` (true/false) and `score` (0..1)"

@@ -150,9 +150,24 @@ def _value(suite: Suite, g: Gate, tm: dict[str, Any]) -> float:
     return math.nan
 
 
+def _assertion_index(suite: Suite, name: str | None) -> int:
+    """A gate names an assertion by its name or, if unnamed, its type."""
+    return next(i for i, a in enumerate(suite.assertions) if name in (a.label, a.type))
+
+
 def _assertion(tm: dict[str, Any], name: str | None, suite: Suite) -> dict[str, Any]:
-    label = next(a.label for a in suite.assertions if name in (a.label, a.type))
-    return tm["assertions"][label]
+    return tm["assertions"][suite.assertions[_assertion_index(suite, name)].label]
+
+
+def _within(g: Gate, drop: float, p_worse: float) -> bool:
+    """A baseline gate fails only when the drop exceeds max_drop *and* is significant at alpha."""
+    return not (drop > g.max_drop and p_worse < g.alpha)
+
+
+def _paired_passes(pairs: list[tuple[bool, bool]]) -> tuple[float, float, dict[str, Any]]:
+    """(baseline rate, candidate rate, McNemar result) of paired pass/fail outcomes."""
+    test = mcnemar([b for b, _ in pairs], [c for _, c in pairs])
+    return sum(b for b, _ in pairs) / len(pairs), sum(c for _, c in pairs) / len(pairs), test
 
 
 def _baseline_gate(suite: Suite, g: Gate, results: list[CaseResult]) -> GateResult:
@@ -162,7 +177,7 @@ def _baseline_gate(suite: Suite, g: Gate, results: list[CaseResult]) -> GateResu
     base = {r.case_id: r for r in results if r.target == g.baseline}
     common = [c for c in cand if c in base]
     if g.metric == "mean_score":
-        j = next(i for i, a in enumerate(suite.assertions) if g.assertion in (a.label, a.type))
+        j = _assertion_index(suite, g.assertion)
         pairs = [(base[c].outcomes[j].score, cand[c].outcomes[j].score) for c in common
                  if base[c].outcomes[j].score is not None and cand[c].outcomes[j].score is not None]
         if not pairs:
@@ -171,24 +186,22 @@ def _baseline_gate(suite: Suite, g: Gate, results: list[CaseResult]) -> GateResu
         drop = -test["mean_diff"]
         detail = (f"mean {g.assertion} score of {g.target} vs {g.baseline}: {-drop:+.4f} on {len(pairs)} paired "
                   f"cases (one-sided p = {test['p_worse']:.3g}); allowed drop {g.max_drop}")
-        return GateResult(g, not (drop > g.max_drop and test["p_worse"] < g.alpha), detail)
+        return GateResult(g, _within(g, drop, test["p_worse"]), detail)
     if g.metric in ("pass_rate", "assertion_pass_rate"):
         if g.metric == "pass_rate":
             get = lambda r: r.passed  # noqa: E731
         else:
-            j = next(i for i, a in enumerate(suite.assertions) if g.assertion in (a.label, a.type))
+            j = _assertion_index(suite, g.assertion)
             get = lambda r: r.outcomes[j].passed  # noqa: E731
         pairs = [(get(base[c]), get(cand[c])) for c in common if get(base[c]) is not None and get(cand[c]) is not None]
         if not pairs:
             return GateResult(g, False, "no paired outcomes")
-        b_rate = sum(b for b, _ in pairs) / len(pairs)
-        c_rate = sum(c for _, c in pairs) / len(pairs)
-        test = mcnemar([b for b, _ in pairs], [c for _, c in pairs])
+        b_rate, c_rate, test = _paired_passes(pairs)
         drop = b_rate - c_rate
         detail = (f"{g.metric} {g.target} {c_rate:.3f} vs {g.baseline} {b_rate:.3f} on {len(pairs)} paired cases "
                   f"(drop {drop:+.3f}, allowed {g.max_drop}; McNemar: {test['baseline_only']} lost, "
                   f"{test['candidate_only']} gained, one-sided p = {test['p_worse']:.3g})")
-        return GateResult(g, not (drop > g.max_drop and test["p_worse"] < g.alpha), detail)
+        return GateResult(g, _within(g, drop, test["p_worse"]), detail)
     if g.metric in ("accuracy", "auc", "log_loss", "mae", "rmse"):
         return _model_baseline_gate(suite, g, cand, base, common)
     return GateResult(g, False, f"metric {g.metric} has no baseline comparison; use min/max")
@@ -203,12 +216,12 @@ def _previous_run_gate(g: Gate, results: list[CaseResult], prev: tuple[str, dict
     pairs = [(b, c) for b, c in pairs if b is not None and c is not None]
     if not pairs:
         return GateResult(g, False, f"no cases shared with run {run_id}")
-    test = mcnemar([b for b, _ in pairs], [c for _, c in pairs])
-    drop = (sum(b for b, _ in pairs) - sum(c for _, c in pairs)) / len(pairs)
+    b_rate, c_rate, test = _paired_passes(pairs)
+    drop = b_rate - c_rate
     detail = (f"pass_rate of {g.target} since run {run_id}: {-drop:+.3f} on {len(pairs)} shared cases (allowed drop "
               f"{g.max_drop}; {test['baseline_only']} newly failing, {test['candidate_only']} newly passing, "
               f"one-sided p = {test['p_worse']:.3g})")
-    return GateResult(g, not (drop > g.max_drop and test["p_worse"] < g.alpha), detail)
+    return GateResult(g, _within(g, drop, test["p_worse"]), detail)
 
 
 def _model_baseline_gate(suite: Suite, g: Gate, cand: dict, base: dict, common: list[str]) -> GateResult:
@@ -227,9 +240,8 @@ def _model_baseline_gate(suite: Suite, g: Gate, cand: dict, base: dict, common: 
     tc, tb = tgt[g.target].threshold, tgt[g.baseline].threshold
     if g.metric == "accuracy":
         cc, cb = (pc >= tc) == (y == 1), (pb >= tb) == (y == 1)
-        test = mcnemar(list(cb), list(cc))
-        drop, p = float(cb.mean() - cc.mean()), test["p_worse"]
-        vc, vb = float(cc.mean()), float(cb.mean())
+        vb, vc, test = _paired_passes(list(zip(cb.tolist(), cc.tolist())))
+        drop, p = vb - vc, test["p_worse"]
     elif g.metric == "auc":
         vc, vb = auc(y, pc), auc(y, pb)
         drop = vb - vc
@@ -254,7 +266,7 @@ def _model_baseline_gate(suite: Suite, g: Gate, cand: dict, base: dict, common: 
         drop, p = vc - vb, test["p_worse"]
     detail = (f"{g.metric} {g.target} {vc:.4f} vs {g.baseline} {vb:.4f} on {len(keep)} paired cases "
               f"(worse by {drop:+.4f}, allowed {g.max_drop}; one-sided p = {p:.3g})")
-    return GateResult(g, not (drop > g.max_drop and p < g.alpha), detail)
+    return GateResult(g, _within(g, drop, p), detail)
 
 
 # ---- rendering ---------------------------------------------------------------------------------
