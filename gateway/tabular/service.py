@@ -138,14 +138,8 @@ async def drift_report(request: web.Request) -> web.Response:
     except ValueError as e:
         raise InvalidRequest(str(e), param="window") from None
     report = await asyncio.to_thread(compute_drift, store, model, window_s)
-    return web.Response(body=orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY, default=_default),
+    return web.Response(body=orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY),
                         content_type="application/json")
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, float):
-        return None
-    raise TypeError
 
 
 def _seconds(text: str) -> float:
@@ -260,7 +254,7 @@ async def _alert(app: web.Application, url: str, model: str, report: dict[str, A
                "data_drift": bool((report.get("data_drift") or {}).get("dataset_drift")),
                "performance_degraded": bool(report["performance"].get("degraded")),
                "report": report}
-    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     for attempt in range(4):
         try:
             async with app[HTTP].post(url, data=body, headers={"Content-Type": "application/json"},
