@@ -122,7 +122,7 @@ class Faithfulness:
                     await ctx.embedding
                 except Exception:  # preparing failed: scoring embeds the documents itself (or fails there)
                     ctx.vectors = None
-            result = await run_model(self._score, out.text, ctx)
+            result = await run_model(self._score, out.text, ctx, result)
         verdict_score = result.score
         judged: dict[str, Any] | None = None
         if self.params.judge is not None:
@@ -136,11 +136,13 @@ class Faithfulness:
         """Synchronous scoring for benchmarks and the CLI."""
         return self._score(answer, Context(docs, question))
 
-    def _score(self, answer: str, ctx: Context) -> Result:
+    def _score(self, answer: str, ctx: Context, lexical: Result | None = None) -> Result:
+        """`lexical`: the answer's score without the semantic part, if the caller has it already."""
+        if lexical is None:
+            lexical = score_claims(answer, ctx, self.weights)
         if not self.params.use_embeddings:
-            return score_claims(answer, ctx, self.weights)
+            return lexical
         # Similarity can only lift a claim the words do not fully support: embed just those claims.
-        lexical = score_claims(answer, ctx, self.weights)
         need = [i for i, c in enumerate(lexical.claims) if c.lexical < 1.0]
         if not need:
             return lexical

@@ -119,7 +119,8 @@ def _extend_locality(text: str, end: int) -> int:
         if "\n" in sep.group() and text.count("\n", 0, end) and _line_is_prose(text, sep.end()):
             return end
         seg = _LOCALITY.match(text, sep.end())
-        if seg is not None and _PHONE.match(text, sep.end()) and _PHONE.match(text, sep.end()).end() > seg.end():
+        phone = _PHONE.match(text, sep.end())
+        if seg is not None and phone is not None and phone.end() > seg.end():
             return end  # the next line is a phone number, not a postcode
         if seg is None or seg.end() == sep.end():
             return end
