@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     guard_cli.add_parser(sub)
 
+    p = sub.add_parser("train", help="retrain a learned guardrail detector (injection, faithfulness, pii)")
+    from gateway.training.cli import add_arguments as add_train_arguments
+
+    add_train_arguments(p)
+    p.set_defaults(func=lambda a: __import__("gateway.training.cli", fromlist=["main"]).main(a))
+
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")
     p.set_defaults(func=cmd_hash_key)

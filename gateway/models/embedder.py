@@ -58,9 +58,10 @@ def encode(texts: list[str]) -> np.ndarray:
     return np.asarray(vecs, dtype=np.float32)
 
 
-# MiniLM reads at most 256 word pieces; text is embedded in pieces of about a paragraph, cut at
-# sentence ends, so nothing past the model's window is silently dropped.
-PIECE_CHARS = 1000
+# MiniLM reads at most 256 word pieces; text is embedded in pieces of a few sentences, cut at
+# sentence ends, so nothing past the model's window is silently dropped, and an instruction planted
+# in one paragraph of a long document is not averaged away (the injection detector reads pieces).
+PIECE_CHARS = 400
 STATE_KEY = "embeddings"  # Exchange.state: piece text -> vector, shared by the checks of one request
 
 

@@ -1,0 +1,1 @@
+"""Training the learned guardrail detectors from ../shared/data/train (offline; never imported by the server)."""
