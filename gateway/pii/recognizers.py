@@ -41,9 +41,14 @@ _STREET_PREFIXED = re.compile(
     rf"(?:\b{_NUM}[ \t]+){{0,2}}\b(?i:(?:{_prefix_alt}))\.?[ \t]+(?:(?:d[aeiou]s?|de[ls]?|la|le|les|du|di|del|della|van|von|der)[ \t]+)*"
     rf"{_WORD}(?:[ \t]+(?:{_CAP}|d[aeiou]s?|de[ls]?|la|le|du|di))*?(?:[ \t]+{_NUM}\b|(?=[ \t]*(?:[,\n]|$)))"
 )
-# "Strickstrasse 61", "Mellemstræde 74", "Kiannonkatu 98"
+# "Strickstrasse 61", "Mellemstræde 74", "Kiannonkatu 98". Endings that also end English words
+# ("Docstring", "Necktie", "Keyring") count only with a house number after them.
+_ENGLISH_ENDINGS = ("ring", "tie", "weg", "veg", "vei", "kade", "laan", "singel", "cesta", "damm", "str.")
+_ending_strict_alt = "|".join(sorted((re.escape(s) for s in STREET_ENDINGS if s not in _ENGLISH_ENDINGS), key=len, reverse=True))
+_ending_english_alt = "|".join(sorted((re.escape(s) for s in _ENGLISH_ENDINGS), key=len, reverse=True))
 _STREET_COMPOUND = re.compile(
-    rf"(?:\b{_NUM}[ \t]+){{0,2}}\b(?:{_CAP}[ \t]+)?[A-ZÀ-ÖØ-Þ][\w'-]*(?i:(?:{_ending_alt}))(?:[ \t]+{_NUM}\b)?"
+    rf"(?:\b{_NUM}[ \t]+){{0,2}}\b(?:{_CAP}[ \t]+)?[A-ZÀ-ÖØ-Þ][\w'-]*(?:(?i:(?:{_ending_strict_alt}))(?!\w)(?:[ \t]+{_NUM}\b)?"
+    rf"|(?i:(?:{_ending_english_alt}))(?<=\w|\.)[ \t]+{_NUM}\b)"
 )
 # "PSC 3294, Box 9168", "APO AA 61487", "USNS Sekerková", "P.O. Box 104", "Unit 1009 Box 0219"
 _MILITARY = re.compile(
@@ -75,6 +80,10 @@ def addresses(text: str) -> list[Entity]:
     for rx, name in ((_STREET_EN, "street"), (_STREET_PREFIXED, "street"), (_STREET_COMPOUND, "street"),
                      (_MILITARY, "military_address")):
         for m in rx.finditer(text):
+            if rx is _STREET_PREFIXED and not _prefixed_street_ok(m.group()):
+                continue
+            if rx is _STREET_COMPOUND and _is_english_word(m.group()):
+                continue
             found.append((m.start(), m.end(), name))
     for cue in _ADDRESS_CUE.finditer(text):
         m = _NUM_STREET.match(text, cue.end())
@@ -96,6 +105,29 @@ def addresses(text: str) -> list[Entity]:
         e = _extend_locality(text, e)
         out.append(Entity(s, e, "LOCATION", 0.7, name))
     return out
+
+
+def _is_english_word(s: str) -> bool:
+    """ "During 1984" is not a street ending in -ring: the compound word is an everyday English word."""
+    from gateway.detectors.views import _vocabulary
+
+    words = [w for w in re.sub(r"\d+[A-Za-z]?", " ", s).split() if w[0].isupper()]
+    return bool(words) and words[-1].lower().strip(".") in _vocabulary()
+
+
+_AMBIGUOUS_PREFIXES = {"via", "os", "str", "al", "av", "bd", "largo", "corso", "plac", "ul", "strada"}
+
+
+def _prefixed_street_ok(s: str) -> bool:
+    """A street word that is also an everyday or code word ("via", "os", "str", "al") opens a street
+    only when it is capitalised or abbreviated with a dot and the name after it is capitalised."""
+    words = re.sub(r"^(?:\d+[A-Za-z]?[ \t]+)+", "", s).split()
+    if len(words) < 2:
+        return False
+    prefix, name = words[0], words[1]
+    if prefix.lower() in _AMBIGUOUS_PREFIXES and prefix[0].islower() and not prefix.endswith("."):
+        return False
+    return name[0].isupper() or name[0].isdigit() or name.lower() in ("do", "da", "de", "del", "della", "du", "di", "la", "le", "dos", "das")
 
 
 _NUM_STREET_LINE = re.compile(rf"(?m)(?<![^\n>? \t])(?:^|(?<=[>?] ))[ \t]*{_NUM}[ \t]+(?:{_CAP}[ \t]+){{0,3}}{_CAP}(?:[ \t]+{_NUM})?[ \t]*$")
@@ -182,7 +214,7 @@ def cards(text: str) -> list[Entity]:
     return out
 
 
-_TITLED = re.compile(rf"\b{PERSON_TITLES}\.?[ \t]+{_CAP}(?:[ \t]+(?:[A-Z]\.?|{_CAP})){{0,3}}")
+_TITLED = re.compile(rf"\b{PERSON_TITLES}\.?[ \t]+{_CAP}(?:[ \t]+(?:{_CAP}|[A-Z]\.?)){{0,3}}")
 _NAME_CUE = re.compile(
     r"(?i:\b(?:my name is|name is|named|called|i am|i'm|this is|under|speak (?:to|with)|ask for|husband|wife|"
     r"son|daughter|kid|child|brother|sister|mother|father|friend|boss|colleague|dear|hi|hello|thanks?,?|"
@@ -193,7 +225,7 @@ _STRONG_NAME_CUE = re.compile(
     r"(?i:\b(?:my name is|(?:first|last|maiden|full|middle) name(?: is|\?)|surname(?: is|\?)|it'?s under|"
     r"people call me|call me|signed,|assistant to|married to|sincerely,|regards,)\s+)"
 )
-_NAME = re.compile(rf"{_CAP}(?:[ \t]+(?:[A-Z]\.?|{_CAP})){{0,3}}")
+_NAME = re.compile(rf"{_CAP}(?:[ \t]+(?:{_CAP}|[A-Z]\.?)){{0,3}}")
 
 
 def person_names(text: str) -> list[Entity]:
@@ -217,7 +249,8 @@ _PLACE_CUE = re.compile(
     r"situated|headquartered) in|(?:flew|moved|travel(?:l?ed|l?ing)?|going|went|drive|driving|fly|flying|relocat\w+)"
     r" to|(?:originally|coming|come|comes) from|city of|town of|village of|university of|home city|home town)\s+)"
 )
-_PLACE = re.compile(rf"{_CAP}(?:[ \t]+(?:{_CAP}|d[aeiou]s?|de|del|la|le|O'|upon|on|am|an|im|sur))*(?<![ \t])")
+_WHEN = r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|January|February|March|April|May|June|July|August|September|October|November|December"
+_PLACE = re.compile(rf"{_CAP}(?:[ \t]+(?!(?:on|in|at)[ \t]+(?:{_WHEN})\b)(?:{_CAP}|(?:d[aeiou]s?|de|del|la|le|O'|upon|on|am|an|im|sur)(?![\w'’])))*(?<![ \t])")
 
 
 def places(text: str) -> list[Entity]:
@@ -242,7 +275,7 @@ CHASE HUNTER CASH REED LONG HERO SON LOVE TRUE MEMORY ANGEL DESTINY HARMONY MELO
 GAY TERRY AN SO ON DO SEE US IN IS IT OF TO BE MY ME NO OR WE AS AT BY GO HE IF UP LA LE DE DI DA
 NORTH SOUTH EAST WEST SUNDAY MONDAY TUESDAY FRIDAY ALL SALE ADAM
 """.split()) - {"ADAM"}
-_CAP_TOKEN = re.compile(r"(?<![\w@.])[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]{2,}(?:[ \t]+(?:[A-Z]\.?|[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]+)){0,2}")
+_CAP_TOKEN = re.compile(r"(?<![\w@.])[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]{2,}(?:[ \t]+(?:[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]+|[A-Z](?![\w'’])\.?)){0,2}")
 
 
 def given_names(text: str) -> list[Entity]:
