@@ -135,7 +135,16 @@ class Injection:
         parts = self.parts(ex)
         if not parts:
             return Verdict.allow("no text to check")
-        return await run_model(self.judge_parts, parts, ex.state.setdefault(embedder.STATE_KEY, {}))
+        cache = ex.state.setdefault(embedder.STATE_KEY, {})
+        if self.detector is None:
+            return await run_model(self._judge_heuristic, parts, cache)
+        if self.similarity is not None and self.similarity._vectors is None:
+            await run_model(self.similarity.build)
+        # Reading the parts and scoring them is Python work (off the loop); embedding their pieces
+        # goes through the shared batcher, so concurrent requests share one model pass.
+        plans = await run_model(lambda: [plan(p.text) for p in parts])
+        vectors = await embedder.encode_async([t for pl in plans for t in pl.texts_to_embed()], cache)
+        return await run_model(self._score_parts, parts, plans, vectors)
 
     def judge(self, text: str, cache: dict | None = None) -> Verdict:
         """One text as one user turn (benchmarks, `gateway guard`)."""
@@ -143,11 +152,14 @@ class Injection:
 
     # ---- scoring -----------------------------------------------------------------------------
     def judge_parts(self, parts: list[Part], cache: dict | None = None) -> Verdict:
+        """Synchronous scoring (benchmarks, `gateway guard`)."""
         if self.detector is None:
             return self._judge_heuristic(parts, cache)
         plans = [plan(p.text) for p in parts]
         texts = [t for pl in plans for t in pl.texts_to_embed()]
-        vectors = embedder.encode_cached(texts, cache)
+        return self._score_parts(parts, plans, embedder.encode_cached(texts, cache))
+
+    def _score_parts(self, parts: list[Part], plans: list, vectors) -> Verdict:
         scores: list[tuple[Part, PartScore]] = []
         pos = 0
         for part, pl in zip(parts, plans):

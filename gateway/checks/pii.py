@@ -16,7 +16,7 @@ from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict, v
 from gateway.models.workers import run_model
 from gateway.pii.anonymize import Pseudonyms, hashed, mask, redact
 from gateway.detectors.linear import WeightsError
-from gateway.pii.engine import KNOWN_TYPES, CustomRecognizer, PiiEngine
+from gateway.pii.engine import KNOWN_TYPES, CustomRecognizer, PiiEngine, nlp_batcher
 from gateway.pii.entities import Entity
 
 PiiAction = Literal["block", "redact", "mask", "hash", "pseudonymize", "flag"]
@@ -115,7 +115,7 @@ class Pii:
         slots = [s for s in ex.request_texts() if self.params.roles is None or s[1] in self.params.roles]
         if not slots:
             return Verdict.allow("no text to check")
-        found = await run_model(self._detect_all, [text for _, _, text in slots])
+        found = await self._detect_async([text for _, _, text in slots])
         pseudonyms: Pseudonyms | None = ex.state.get(PSEUDONYMS)
         rewrites: dict[TextPath, str] = {}
         report: list[dict] = []
@@ -147,7 +147,7 @@ class Pii:
 
     # ---- response phase -------------------------------------------------------------------------
     async def response(self, ex, out: OutputSegment) -> Verdict:
-        (ents,) = await run_model(self._detect_all, [out.text])
+        (ents,) = await self._detect_async([out.text])
         report, block, flag, text = [], False, False, out.text
         for e in sorted(ents, key=lambda x: x.start, reverse=True):
             action = self.rules[e.type].action
@@ -163,8 +163,11 @@ class Pii:
     # ---- shared ---------------------------------------------------------------------------------
     def detect(self, text: str) -> list[Entity]:
         """Entities this policy acts on: configured types, above their thresholds, not allow-listed."""
+        return self._keep(text, self.engine.analyze(text))
+
+    def _keep(self, text: str, found: list[Entity]) -> list[Entity]:
         out = []
-        for e in self.engine.analyze(text):
+        for e in found:
             rule = self.rules.get(e.type)
             if rule is None or e.score < (rule.threshold if rule.threshold is not None else self.params.threshold):
                 continue
@@ -176,6 +179,24 @@ class Pii:
 
     def _detect_all(self, texts: list[str]) -> list[list[Entity]]:
         return [self.detect(t) for t in texts]
+
+    async def _detect_async(self, texts: list[str]) -> list[list[Entity]]:
+        """The NER pass of these texts joins concurrent requests' in one spaCy batch; the
+        recognizers and rules then run in the model pool."""
+        if not self.engine.batched:
+            return await run_model(self._detect_all, texts)
+        if not self.engine.loaded:
+            await run_model(self.engine.load)
+        pieces = [self.engine.chunk(t) for t in texts]
+        artifacts = await nlp_batcher(self.engine).submit([c for p in pieces for _, c in p])
+        return await run_model(self._detect_prepared, texts, pieces, artifacts)
+
+    def _detect_prepared(self, texts: list[str], pieces: list, artifacts: list) -> list[list[Entity]]:
+        out, pos = [], 0
+        for text, p in zip(texts, pieces):
+            out.append(self._keep(text, self.engine.analyze_prepared(text, p, artifacts[pos:pos + len(p)])))
+            pos += len(p)
+        return out
 
     def _replace(self, e: Entity, value: str, action: str) -> str:
         if action == "mask":

@@ -111,12 +111,18 @@ class Topics:
             texts = texts[-1:]
         if not texts:
             return Verdict.allow("no user text")
-        return await run_model(self.judge, "\n".join(texts), ex.state.setdefault(embedder.STATE_KEY, {}))
+        if not self._built:
+            await run_model(self._build)
+        text = "\n".join(texts)
+        vectors = await embedder.encode_async(embedder.pieces(text), ex.state.setdefault(embedder.STATE_KEY, {}))
+        return self.score(text, vectors)  # a few small matrix products: cheaper than a thread hop
 
     def judge(self, text: str, cache: dict | None = None) -> Verdict:
         """Score `text` against the topics (synchronous; also used by `gateway guard` and benchmarks)."""
         self._build()
-        pieces = embedder.encode_cached(embedder.pieces(text), cache)
+        return self.score(text, embedder.encode_cached(embedder.pieces(text), cache))
+
+    def score(self, text: str, pieces: np.ndarray) -> Verdict:
         details: dict = {}
         if self.params.denied:
             scores = self.denied.scores(pieces, text)

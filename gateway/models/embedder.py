@@ -69,6 +69,38 @@ def pieces(text: str) -> list[str]:
     return [p for _, p in chunks(text, PIECE_CHARS) if p.strip()] or [text]
 
 
+_BATCHERS: dict[int, object] = {}  # event loop id -> its MicroBatcher (tests run apps on several loops)
+
+
+def _batcher():
+    import asyncio
+
+    from gateway.models.batcher import MicroBatcher
+
+    loop = asyncio.get_running_loop()
+    b = _BATCHERS.get(id(loop))
+    if b is None or getattr(b, "loop", None) is not loop:
+        b = _BATCHERS[id(loop)] = MicroBatcher(_encode_list, max_items=64, name="embeddings")
+        b.loop = loop
+    return b
+
+
+def _encode_list(texts: list[str]) -> list[np.ndarray]:
+    unique = list(dict.fromkeys(texts))
+    vecs = dict(zip(unique, encode(unique)))
+    return [vecs[t] for t in texts]
+
+
+async def encode_async(texts: list[str], cache: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """`encode_cached` for checks on the event loop: the texts of concurrent requests share one
+    model pass (gateway/models/batcher.py)."""
+    cache = {} if cache is None else cache
+    missing = [t for t in dict.fromkeys(texts) if t not in cache]
+    if missing:
+        cache.update(zip(missing, await _batcher().submit(missing)))
+    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+
+
 def encode_cached(texts: list[str], cache: dict[str, np.ndarray] | None) -> np.ndarray:
     """`encode`, reusing vectors another check of the same request already computed (topics and
     injection both read the user's message: one model pass serves both)."""

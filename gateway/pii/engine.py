@@ -76,26 +76,49 @@ class PiiEngine:
 
     # ---- analysis -------------------------------------------------------------------------------
     def analyze(self, text: str) -> list[Entity]:
+        pieces = self.chunk(text)
+        return self.analyze_prepared(text, pieces, self.nlp([c for _, c in pieces]))
+
+    def analyze_prepared(self, text: str, pieces: list[tuple[int, str]], artifacts: list) -> list[Entity]:
+        """`analyze`, with the spaCy pass already made for each piece of `chunk(text)` (`nlp`),
+        e.g. batched with other requests' text."""
         out: list[Entity] = []
-        for offset, chunk, ents, doc in self.analyze_chunks(text):
+        for (offset, chunk), arts in zip(pieces, artifacts):
+            ents, doc = self._analyze_chunk(chunk, arts)
             if self._filter is not None:
                 ents = self._filter.keep(chunk, ents, self.tier, doc)
             out.extend(Entity(e.start + offset, e.end + offset, e.type, e.score, e.source) for e in ents)
         return out
 
+    @staticmethod
+    def chunk(text: str) -> list[tuple[int, str]]:
+        return chunks(text, CHUNK_CHARS) if text.strip() else []
+
+    @property
+    def batched(self) -> bool:
+        """Whether `nlp` does real model work worth batching across requests (the NER mode)."""
+        return self.mode == "ner"
+
+    def nlp(self, texts: list[str]) -> list:
+        """The spaCy pass (presidio's NlpArtifacts) for each text, in one `nlp.pipe` batch."""
+        self.load()
+        if not texts:
+            return []
+        engine = self._analyzer.nlp_engine  # type: ignore[attr-defined]
+        if self.mode != "ner":
+            return [engine.process_text(t, "en") for t in texts]
+        return [arts for _text, arts in engine.process_batch(texts, "en", batch_size=max(1, len(texts)))]
+
     def analyze_chunks(self, text: str):
         """(offset, chunk, entities before the learned filter, spaCy Doc or None) per chunk."""
-        if not text.strip():
-            return
-        self.load()
-        for offset, chunk in chunks(text, CHUNK_CHARS):
-            ents, doc = self._analyze_chunk(chunk)
+        pieces = self.chunk(text)
+        for (offset, chunk), arts in zip(pieces, self.nlp([c for _, c in pieces])):
+            ents, doc = self._analyze_chunk(chunk, arts)
             yield offset, chunk, ents, doc
 
-    def _analyze_chunk(self, text: str) -> tuple[list[Entity], object]:
-        # The spaCy Doc is made here, not inside presidio, so the look-alike rules can read its
+    def _analyze_chunk(self, text: str, artifacts) -> tuple[list[Entity], object]:
+        # The spaCy Doc is made before presidio runs, so the look-alike rules can read its
         # part-of-speech tags; presidio takes it as is (no second pass over the text).
-        artifacts = self._analyzer.nlp_engine.process_text(text, "en")  # type: ignore[attr-defined]
         raw = self._analyzer.analyze(text, language="en", score_threshold=0.0,  # type: ignore[attr-defined]
                                      nlp_artifacts=artifacts)
         presidio = [
@@ -148,3 +171,22 @@ def _build_analyzer(mode: str) -> object:
     if mode == "regex":
         registry.recognizers = [r for r in registry.recognizers if type(r).__name__ != "SpacyRecognizer"]
     return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+_BATCHERS: dict[tuple[int, str], object] = {}
+
+
+def nlp_batcher(engine: PiiEngine):
+    """The event loop's spaCy batcher for this engine's mode: the NER pass of concurrent requests'
+    texts runs as one `nlp.pipe` batch (analyzers are shared per mode, so batchers are too)."""
+    import asyncio
+
+    from gateway.models.batcher import MicroBatcher
+
+    loop = asyncio.get_running_loop()
+    key = (id(loop), engine.mode)
+    b = _BATCHERS.get(key)
+    if b is None or getattr(b, "loop", None) is not loop:
+        b = _BATCHERS[key] = MicroBatcher(engine.nlp, max_items=32, name=f"spacy-{engine.mode}")
+        b.loop = loop
+    return b

@@ -160,10 +160,11 @@ def test_a_crashing_pii_check_is_contained_per_on_error(tmp_path, on_error, bloc
     (tmp_path / "p.yaml").write_text(f"request:\n  - {{type: pii, on_error: {on_error}}}\n")
     pipeline = build_pipeline("p", load_yaml(tmp_path / "p.yaml"))
 
-    def boom(text):
+    def boom(text, *args):
         raise RuntimeError("analyzer exploded on " + text)  # the message quotes user text
 
-    pipeline.request_checks[0].check.engine.analyze = boom
+    engine = pipeline.request_checks[0].check.engine
+    engine.analyze = engine.analyze_prepared = boom
     ex = _ex("Maria Lopez, maria@example.com")
     if blocked:
         with pytest.raises(GuardrailUnavailable):
