@@ -87,7 +87,7 @@ def load_yaml(path: Path) -> YamlDoc:
         if node is None:
             return YamlDoc(path, None, {(): 1})
         lines: dict[Loc, int] = {}
-        _index(loader, node, (), lines)
+        _index(loader, node, (), lines, path)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -100,18 +100,32 @@ def load_yaml(path: Path) -> YamlDoc:
     return YamlDoc(path, data, lines)
 
 
-def _index(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+def _index(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key = loader.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    # YAML keeps the last of two equal keys and drops the first without a word:
+                    # a second `request: []` would silently switch a policy's checks off.
+                    where = dotted(loc + (key,)) if isinstance(key, (str, int)) else repr(key)
+                    raise ValueError(f"{path}:{line}: duplicate key {where!r} (first at line {seen[key]}); "
+                                     "YAML would keep only the last one - remove or merge one of them")
+                seen[key] = line
                 if isinstance(key, (str, int)):
-                    lines[loc + (key,)] = key_node.start_mark.line + 1
-                    _index(loader, value_node, loc + (key,), lines)
+                    lines[loc + (key,)] = line
+                    _index(loader, value_node, loc + (key,), lines, path)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index(loader, item, loc + (i,), lines)
+            _index(loader, item, loc + (i,), lines, path)
+
+
+def parse_yaml(path: Path) -> Any:
+    """The data of a YAML file, with the same checks as `load_yaml` (duplicate keys are errors)."""
+    return load_yaml(path).data
 
 
 def load_model(path: Path, model: type[M]) -> tuple[YamlDoc, M]:

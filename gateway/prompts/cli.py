@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from gateway.config.yamlfile import parse_yaml
+
 from gateway.errors import GatewayError, PolicyError
 from gateway.prompts.registry import DEFAULT_LABEL, Registry, load_registry, parse_ref
 from gateway.prompts.schema import LABEL, NAME, content_hash
@@ -140,7 +142,7 @@ def cmd_promote(args, store: PromptStore) -> str:
         reg = _registry(store)  # the version must load, compile and match its lock entry
         compiled, _ = reg.resolve(args.name, args.version)
         lock = store.read_lock()
-        raw = yaml.safe_load(compiled.path.read_text(encoding="utf-8"))
+        raw = parse_yaml(compiled.path)
         lock.setdefault(args.name, {})[args.version] = content_hash(raw)
         store.write_lock(lock)
         labels = store.read_labels(args.name)

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from gateway.config.yamlfile import parse_yaml
+
 LOCK_FILE = "prompts.lock"
 LABELS_FILE = "labels.yaml"
 HISTORY_FILE = "history.jsonl"
@@ -52,7 +54,7 @@ class PromptStore:
         path = self.root / LOCK_FILE
         if not path.is_file():
             return {}
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of prompt name to {{version: hash}}")
         return {str(name): {int(v): str(h) for v, h in (versions or {}).items()} for name, versions in data.items()}
@@ -61,7 +63,7 @@ class PromptStore:
         path = self.root / name / LABELS_FILE
         if not path.is_file():
             return {}
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of label to version number")
         return data

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-import yaml
+
+from gateway.config.yamlfile import parse_yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.metering.tokenizer import count_tokens
@@ -136,10 +137,7 @@ def load_script(path: str) -> list[tuple[re.Pattern[str] | None, str]]:
 
 @lru_cache(maxsize=32)
 def _load_script(path: str, _mtime: int) -> list[tuple[re.Pattern[str] | None, str]]:
-    try:
-        rules = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    rules = parse_yaml(Path(path)) or []  # ValueError with file:line on bad YAML or duplicate keys
     if not isinstance(rules, list):
         raise ValueError(f"{path}: a mock script is a list of {{match: regex, reply: text}}")
     out = []
