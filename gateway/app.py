@@ -84,6 +84,45 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
                             ex.key_name if ex else "-", ex.model if ex else "-")
 
 
+_JSON_TYPES = ("application/json",)
+_CORS_HEADERS = "Authorization, Content-Type, X-Gateway-Key, X-Request-Id, Traceparent"
+
+
+@web.middleware
+async def browser_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """What a web page the user happens to open may do to a gateway on their machine: nothing,
+    unless its origin is listed in `server.cors_origins`. A cross-site form or `text/plain` fetch
+    needs no CORS preflight, so bodies must be JSON (415 otherwise) and a request whose `Origin`
+    is neither listed nor the gateway's own is refused (403)."""
+    origin = request.headers.get("Origin")
+    settings = request.app[HOLDER].current.settings
+    allowed = origin is not None and (origin in settings.cors_origins or origin == f"{request.scheme}://{request.host}")
+    if origin is not None and not allowed:
+        raise GatewayError(f"Requests from the web origin {origin!r} are not allowed; list it in server.cors_origins "
+                           "in gateway.yaml to let that page call the gateway.", status=403,
+                           type="invalid_request_error", code="origin_not_allowed")
+    if request.method == "OPTIONS":
+        if origin is None:
+            raise GatewayError("CORS preflight without an Origin header.", status=400, type="invalid_request_error")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin, "Vary": "Origin",
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": _CORS_HEADERS, "Access-Control-Max-Age": "600"})
+    if request.method == "POST" and request.body_exists and not _is_json(request.content_type):
+        raise GatewayError(f"Send the body as JSON with `Content-Type: application/json` (got "
+                           f"{request.content_type!r}).", status=415, type="invalid_request_error",
+                           code="unsupported_media_type")
+    resp = await handler(request)
+    if origin is not None:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Vary"] = "Origin"
+    return resp
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type in _JSON_TYPES or (content_type.startswith("application/") and content_type.endswith("+json"))
+
+
 def _record(meter, ex, status: int) -> None:
     try:
         meter.finish(ex, status, ex.group)
@@ -195,7 +234,7 @@ def build_app(
     prompts_dir: Path | None = None, vet=None,
 ) -> web.Application:
     """`ledger_path` None: no ledger (usage still counted, metrics still kept)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=_HARD_BODY_CAP)
+    app = web.Application(middlewares=[errors_middleware, browser_middleware], client_max_size=_HARD_BODY_CAP)
     app[POOL] = pool
     app[HOLDER] = RuntimeHolder(policies_dir, pool, runtime, prompts_dir=prompts_dir, vet=vet)
     metrics_ = Metrics()

@@ -43,9 +43,9 @@ def is_loopback(host: str) -> bool:
 
 
 def _setup_logging(level: str, access_log: bool) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gateway.access").setLevel(logging.INFO if access_log else logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from gateway.telemetry.logs import setup_logging
+
+    setup_logging(level, access_log)
 
 
 def _load_or_exit(policies: Path, prompts: Path):
@@ -89,8 +89,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"{args.host}; restart with --allow-open to allow that"]
         return []
 
-    from aiohttp import web
-
     from gateway.app import build_app
 
     ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"
@@ -102,11 +100,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:
         pass
-    print(f"gateway {__version__} serving http://{args.host}:{args.port}/v1 (policies: {policies}, "
-          f"state: {sdir}) - Ctrl-C to stop", flush=True)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, loop=loop,
-                handler_cancellation=True, shutdown_timeout=runtime.settings.shutdown_grace_s)
-    return 0
+    from gateway.server import serve
+
+    def ready() -> None:
+        print(f"gateway {__version__} serving http://{args.host}:{args.port}/v1 (policies: {policies}, "
+              f"state: {sdir}) - Ctrl-C to stop", flush=True)
+
+    return serve(app, args.host, args.port, shutdown_timeout=runtime.settings.shutdown_grace_s, loop=loop,
+                 on_ready=ready)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -37,17 +37,26 @@ def _too_big(limit: int) -> GatewayError:
     )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise _too_big(limit)
-        return await request.read()
-    buf = bytearray()  # chunked upload: count as it arrives
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > limit:
-            raise _too_big(limit)
-    return bytes(buf)
+async def read_body(request: web.Request, settings) -> bytes:
+    """The request body, within `server.max_body_mb` and `server.body_timeout_s` (a client that
+    sends its body slower gets 408, and its connection is closed)."""
+    limit = int(settings.max_body_mb * 1024 * 1024)
+    try:
+        async with asyncio.timeout(settings.body_timeout_s):
+            if request.content_length is not None:
+                if request.content_length > limit:
+                    raise _too_big(limit)
+                return await request.read()
+            buf = bytearray()  # chunked upload: count as it arrives
+            async for chunk in request.content.iter_any():
+                buf += chunk
+                if len(buf) > limit:
+                    raise _too_big(limit)
+            return bytes(buf)
+    except TimeoutError:
+        raise GatewayError(f"The request body did not arrive within {settings.body_timeout_s:g}s "
+                           "(server.body_timeout_s).", status=408, type="invalid_request_error",
+                           code="request_timeout", headers={"Connection": "close"}) from None
 
 
 async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange, Route, Pipeline]:
@@ -59,7 +68,7 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     request[EXCHANGE] = ex  # from here on the request is recorded, whatever happens
     principal = rt.keys.authenticate(request.headers.get("Authorization"))
     ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
-    body = ex.body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
+    body = ex.body = parse_json(await read_body(request, rt.settings))
     options = ex.options = pop_gateway_options(body)
     if rt.experiments and endpoint == "chat.completions":
         apply_experiment(ex, rt, request)

@@ -22,6 +22,7 @@ from gateway.app import build_app
 from gateway.keys import HOLDER
 from gateway.mock_server import build_mock_app
 from gateway.runtime import load_runtime
+from gateway.server import GatewayRunner, connection_limits
 from gateway.upstreams.openai import HttpPool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +47,12 @@ class ServerThread:
     def _run(self) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self.app, handler_cancellation=self._handler_cancellation, access_log=None,
-                               shutdown_timeout=5)
+        if HOLDER in self.app:  # a gateway: the same guarded listener as `gateway serve`
+            runner = GatewayRunner(self.app, connection_limits(self.app), handler_cancellation=self._handler_cancellation,
+                                   access_log=None, shutdown_timeout=5)
+        else:
+            runner = web.AppRunner(self.app, handler_cancellation=self._handler_cancellation, access_log=None,
+                                   shutdown_timeout=5)
         try:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -21,6 +21,14 @@ class ServerSettings(BaseModel):
     max_body_mb: float = Field(default=8, gt=0, le=1024, description="larger request bodies get HTTP 413")
     shutdown_grace_s: float = Field(default=30, ge=0, le=3600, description="how long in-flight requests may finish")
     watch_interval_s: float = Field(default=1.0, ge=0, le=3600, description="policy file polling; 0 turns it off")
+    # Slow clients: a request's headers, and then its body, must arrive within these (else HTTP 408).
+    header_timeout_s: float = Field(default=10, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30, gt=0, le=3600)
+    max_connections_per_client: int = Field(default=256, ge=1, le=100_000,
+                                            description="concurrent connections one address may hold (more: 429)")
+    # Web pages on these origins may call the gateway from a browser (CORS). Empty: none may, and a
+    # browser request carrying another Origin is refused.
+    cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example.com"]')
 
 
 class GroupConfig(BaseModel):

@@ -36,7 +36,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     if meter.ledger is None or not rt.metering:
         raise GatewayError("Feedback is stored in the usage ledger, which is off on this gateway.", status=503,
                            code="ledger_unavailable")
-    body = parse_json(await read_body(request, int(rt.settings.max_body_mb * 1024 * 1024)))
+    body = parse_json(await read_body(request, rt.settings))
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidRequest(f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}.")

@@ -57,11 +57,11 @@ def _store(request: web.Request) -> PredictionStore:
     return store
 
 
-async def _json(request: web.Request) -> Any:
-    try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as e:
-        raise InvalidRequest(f"Body is not valid JSON: {e}") from None
+async def _json(request: web.Request) -> dict[str, Any]:
+    from gateway.proxy import read_body
+    from gateway.validation import parse_json
+
+    return parse_json(await read_body(request, request.app[HOLDER].current.settings))
 
 
 # ---- POST /v1/tabular/{model}/predict --------------------------------------------------------------
