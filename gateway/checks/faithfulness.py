@@ -1,8 +1,11 @@
 """`faithfulness` check: is the answer supported by the documents the request supplied?
 
 Documents come from `gateway.context` ([{id, text}]), `tool` messages, and/or a request field named
-in the policy. Each answer sentence is scored (see gateway/faithfulness/scorer.py); the verdict gives
-the overall score, per-claim support and the unsupported claims (positions, not text). Optionally an
+in the policy. Each answer sentence is scored (see gateway/faithfulness/scorer.py), and the learned
+model (gateway/faithfulness/learned.py) turns those signals into a calibrated probability that the
+answer is supported; the verdict gives that score, per-claim probabilities and the unsupported
+claims (positions, not text). A missing or damaged weights file stops the policy from loading
+unless it says `fallback: heuristics` (then the claim scorer's own score decides). Optionally an
 LLM judge, called through the gateway's own routing and metering, verifies the claims: alone
 (`judge.mode: only`) or for borderline scores (`confirm`).
 """
@@ -10,8 +13,11 @@ LLM judge, called through the gateway's own routing and metering, verifies the c
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,24 +25,31 @@ from pydantic import Field, model_validator
 
 from gateway.checks import register
 from gateway.checks.base import CheckParams, OutputSegment, Verdict
-from gateway.faithfulness import documents
+from gateway.detectors.linear import WeightsError
+from gateway.faithfulness import documents, learned
 from gateway.faithfulness.scorer import Context, Result, Weights, claim_texts, content_words, score_claims
 from gateway.model_calls import MODEL_CALLER
 from gateway.models import embedder
 from gateway.models.workers import run_model
 
 _STATE = "faithfulness.context"
+log = logging.getLogger("gateway.checks.faithfulness")
 
 
 class JudgeParams(CheckParams):
     model: str = Field(min_length=1, description="a model name from gateway.yaml")
     mode: Literal["confirm", "only"] = "confirm"
-    band: tuple[float, float] = Field(default=(0.5, 0.85), description="confirm: scores in this band go to the judge")
+    band: tuple[float, float] = Field(default=(0.2, 0.6), description="confirm: scores in this band go to the judge")
     max_tokens: int = Field(default=400, ge=16, le=4000)
 
 
 class FaithfulnessParams(CheckParams):
-    threshold: float = Field(default=0.78, ge=0, le=1, description="answer (or streamed window) score below: act")
+    threshold: float | None = Field(default=None, ge=0, le=1, description=(
+        "act when the answer's (or streamed window's) probability of being supported is below this; default: "
+        "the model's calibrated threshold (gateway/guard_data/faithfulness-model.md), 0.78 with the heuristic fallback"))
+    fallback: Literal["none", "heuristics"] = Field(default="none", description=(
+        "if the weights cannot load: `none` refuses to load the policy; `heuristics` scores with the claim scorer"))
+    weights: str | None = Field(default=None, description="a weights file of your own (`gateway train faithfulness --out`)")
     claim_threshold: float | None = Field(default=None, ge=0, le=1,
                                           description="a claim below is 'unsupported' (default: threshold)")
     action: Literal["flag", "block", "redact"] = "flag"
@@ -60,6 +73,11 @@ class JudgeError(RuntimeError):
     """The judge's answer was not the JSON verdict asked for (contained per the check's on_error)."""
 
 
+@functools.cache
+def _load_model(path: str, mtime_ns: int) -> learned.FaithfulnessModel:
+    return learned.FaithfulnessModel.load(Path(path))
+
+
 @register
 class Faithfulness:
     type = "faithfulness"
@@ -67,8 +85,18 @@ class Faithfulness:
 
     def __init__(self, params: FaithfulnessParams) -> None:
         self.params = params
-        self.claim_threshold = params.claim_threshold if params.claim_threshold is not None else params.threshold
         self.weights = Weights()
+        path = Path(params.weights) if params.weights else learned.WEIGHTS
+        self.model: learned.FaithfulnessModel | None = None
+        try:
+            self.model = _load_model(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+        except WeightsError as e:
+            if params.fallback != "heuristics":
+                raise ValueError(f"faithfulness weights: {e} (or set `fallback: heuristics`)") from None
+            log.warning("faithfulness weights unusable (%s); this policy scores with the claim scorer alone", e)
+        default = self.model.threshold if self.model else 0.78
+        self.threshold = params.threshold if params.threshold is not None else default
+        self.claim_threshold = params.claim_threshold if params.claim_threshold is not None else self.threshold
 
     async def warm(self) -> None:
         if self.params.use_embeddings:
@@ -93,7 +121,7 @@ class Faithfulness:
                 ex.state[_STATE] = asyncio.ensure_future(self._prepare(docs, self.question(ex)))
 
     async def _prepare(self, docs: list[str], question: str) -> Context:
-        ctx = await run_model(Context, docs, question)
+        ctx = await run_model(_prepared_context, docs, question)
         if self.params.use_embeddings and len(ctx.sentences) <= self.params.max_context_sentences:
             ctx.embedding = asyncio.ensure_future(run_model(self._embed_context, ctx, ""))
         return ctx
@@ -123,18 +151,33 @@ class Faithfulness:
                 except Exception:  # preparing failed: scoring embeds the documents itself (or fails there)
                     ctx.vectors = None
             result = await run_model(self._score, out.text, ctx, result)
-        verdict_score = result.score
+        probability, claim_probs = self.learned(out.text, ctx, result)
+        verdict_score = probability
         judged: dict[str, Any] | None = None
         if self.params.judge is not None:
             lo, hi = self.params.judge.band
-            if self.params.judge.mode == "only" or lo <= result.score < hi:
+            if self.params.judge.mode == "only" or lo <= probability < hi:
                 judged = await self._ask_judge(ex, out.text, result, ctx)
                 verdict_score = judged["score"]
-        return self._verdict(out.text, result, verdict_score, judged)
+        return self._verdict(out.text, result, claim_probs, verdict_score, judged)
 
-    def score(self, answer: str, docs: list[str], question: str = "") -> Result:
-        """Synchronous scoring for benchmarks and the CLI."""
-        return self._score(answer, Context(docs, question))
+    def score(self, answer: str, docs: list[str], question: str = "") -> float:
+        """The answer's score, synchronously (benchmarks and the CLI): the probability that the
+        documents support it (the claim scorer's score with the heuristic fallback)."""
+        ctx = _prepared_context(docs, question)
+        return self.learned(answer, ctx, self._score(answer, ctx))[0]
+
+    def learned(self, answer: str, ctx: Context, result: Result) -> tuple[float, list[float]]:
+        """(answer probability, per-claim probabilities) from the scorer's result; the scorer's own
+        score and supports with the heuristic fallback. A few dot products: no thread hop needed."""
+        if self.model is None or not result.claims:
+            return result.score, [c.support for c in result.claims]
+        grams = getattr(ctx, "grams", None) or _grams(ctx)
+        per = [learned.claim_features(answer, c, ctx, grams) for c in result.claims]
+        supports = [c.support for c in result.claims]
+        prob = self.model.probability(learned.answer_features(per, result.score, supports))
+        claims = [self.model.probability(learned.answer_features([f], c, [c])) for f, c in zip(per, supports)]
+        return prob, claims
 
     def _score(self, answer: str, ctx: Context, lexical: Result | None = None) -> Result:
         """`lexical`: the answer's score without the semantic part, if the caller has it already."""
@@ -183,22 +226,24 @@ class Faithfulness:
         return verdict
 
     # ---- verdict --------------------------------------------------------------------------------
-    def _verdict(self, answer: str, result: Result, score: float, judged: dict | None) -> Verdict:
-        unsupported = result.unsupported(self.claim_threshold)
+    def _verdict(self, answer: str, result: Result, claim_probs: list[float], score: float,
+                 judged: dict | None) -> Verdict:
+        unsupported = [i for i, p in enumerate(claim_probs) if p < self.claim_threshold]
         if judged is not None:
             unsupported = judged["unsupported"]
         details: dict[str, Any] = {
             "claims": len(result.claims),
             "unsupported": [{"index": i, "start": result.claims[i].start, "end": result.claims[i].end,
-                             "support": round(result.claims[i].support, 4)} for i in unsupported
+                             "probability": round(claim_probs[i], 4)} for i in unsupported
                             if i < len(result.claims)],
-            "per_claim": [c.to_json() for c in result.claims][:50],
+            "per_claim": [{**c.to_json(), "probability": round(p, 4)} for c, p in zip(result.claims, claim_probs)][:50],
             "scorer_score": round(result.score, 4),
+            "detector": "learned" if self.model is not None else "heuristics",
         }
         if judged is not None:
             details["judge"] = {k: v for k, v in judged.items() if k != "unsupported"}
         score = round(score, 4)
-        if score >= self.params.threshold and not (judged is not None and unsupported):
+        if score >= self.threshold and not (judged is not None and unsupported):
             return Verdict.allow(score=score, **details)
         reason = f"answer not supported by the documents (score {score:.2f}; {len(unsupported)} unsupported claim(s))"
         match self.params.action:
@@ -212,6 +257,18 @@ class Faithfulness:
                 return Verdict.redact_output(text, reason, score=score, **details)
             case _:
                 return Verdict.flag(reason, score=score, **details)
+
+
+def _grams(ctx: Context) -> learned.Grams:
+    ctx.grams = learned.Grams(ctx)  # type: ignore[attr-defined]
+    return ctx.grams  # type: ignore[attr-defined]
+
+
+def _prepared_context(docs: list[str], question: str) -> Context:
+    """The documents' word sets, sentences and n-grams (built once per request, off the loop)."""
+    ctx = Context(docs, question)
+    _grams(ctx)
+    return ctx
 
 
 JUDGE_SYSTEM = (

@@ -34,7 +34,7 @@ def test_faithfulness_flags_invented_facts_and_passes_supported_ones():
     check = Faithfulness(FaithfulnessParams(action="flag"))
     ok = run(check.response(_ex(), seg("The Eiffel Tower is 330 metres tall and was completed in 1889.")))
     bad = run(check.response(_ex(), seg("The Eiffel Tower is 512 metres tall and was built by Napoleon in 1920.")))
-    assert ok.action is Action.ALLOW and ok.score >= 0.78
+    assert ok.action is Action.ALLOW and ok.score >= check.threshold
     assert bad.action is Action.FLAG and bad.details["unsupported"][0]["index"] == 0
     assert "Napoleon" not in repr(bad.details)  # positions, not text
 
@@ -119,3 +119,25 @@ def test_safety_categories_and_pii_with_replacement_text():
     assert run(check.response(_ex(), seg("I will kill the process."))).action is Action.BLOCK
     with pytest.raises(ValidationError):
         SafetyParams()
+
+
+def test_faithfulness_learned_score_is_calibrated_and_weights_are_checked(tmp_path):
+    check = Faithfulness(FaithfulnessParams())
+    assert 0 < check.threshold < 1 and check.model is not None
+    supported = run(check.response(_ex(), seg("It was completed in 1889 for the World's Fair in Paris.")))
+    assert supported.details["detector"] == "learned" and supported.score >= check.threshold
+    # Recombined: the source's own words, the wrong relation (the company was not built by the fair).
+    swapped = run(check.response(_ex(), seg("The World's Fair in Paris designed Gustave Eiffel's company in 1889.")))
+    assert swapped.score < supported.score
+    with pytest.raises(ValueError, match="missing.npz"):
+        Faithfulness(FaithfulnessParams(weights=str(tmp_path / "missing.npz")))
+    fallback = Faithfulness(FaithfulnessParams(weights=str(tmp_path / "missing.npz"), fallback="heuristics"))
+    v = run(fallback.response(_ex(), seg("The Eiffel Tower is 512 metres tall.")))
+    assert v.details["detector"] == "heuristics" and fallback.threshold == 0.78 and v.action is Action.FLAG
+
+
+def test_an_honest_hedge_is_not_a_hallucination():
+    check = Faithfulness(FaithfulnessParams(action="flag"))
+    hedge = run(check.response(_ex(), seg("The documents do not say who painted the tower.")))
+    invented = run(check.response(_ex(), seg("The tower was painted by Claude Monet in 1902.")))
+    assert hedge.score > invented.score
