@@ -9,6 +9,8 @@ interleaved. Reports, per policy: added latency p50/p99 over the no-check gatewa
 a 2,000-word prompt; throughput at concurrency 16 (100 words); and, during that load, the latency of
 a /healthz probe every 20 ms (the event loop must stay responsive while models run in the pool).
 `--upstream-latency-ms 300` shows the early upstream start: judging-only checks overlap the model.
+Every request carries a different text (a case number and the sentence order vary): the model
+batchers would otherwise embed 16 identical concurrent prompts once.
 """
 
 from __future__ import annotations
@@ -72,13 +74,16 @@ SENTENCES = [
 ]
 
 
-def prompt(words: int) -> str:
+def prompt(words: int, n: int | None = None) -> str:
+    """A `words`-word prompt; with `n`, one of many different ones (a reference number and the
+    sentence order vary), so no two requests of a run carry the same text."""
     out: list[str] = []
-    i = 0
+    i = 0 if n is None else n % len(SENTENCES)
     while sum(len(s.split()) for s in out) < words:
         out.append(SENTENCES[i % len(SENTENCES)])
         i += 1
-    return " ".join(out)
+    text = " ".join(out)
+    return text if n is None else f"Case {n}: {text}"
 
 
 async def healthz_probe(session: aiohttp.ClientSession, url: str, stop: asyncio.Event, out: list[float]) -> None:
@@ -90,21 +95,25 @@ async def healthz_probe(session: aiohttp.ClientSession, url: str, stop: asyncio.
         await asyncio.sleep(0.02)
 
 
+def body(words: int, n: int) -> bytes:
+    return orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": prompt(words, n)}]})
+
+
 async def drive(urls: dict[str, str], args) -> dict:
-    bodies = {n: {w: orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": prompt(w)}]})
-                  for w in (100, 2000)} for n in urls}
+    seq = iter(range(1 << 62))
     res: dict = {"sequential": {}, "c16": {}}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=aiohttp.ClientTimeout(total=120)) as s:
         for n, url in urls.items():
             for w in (100, 2000):
                 for _ in range(5):
-                    await one(s, url + "/v1/chat/completions", bodies[n][w])
+                    await one(s, url + "/v1/chat/completions", body(w, next(seq)))
         for w in (100, 2000):
             lat = {n: [] for n in urls}
             for _ in range(args.requests if w == 100 else max(30, args.requests // 4)):
+                k = next(seq)  # the same text for every gateway, a new one each round
                 for n, url in urls.items():
-                    lat[n].append(await one(s, url + "/v1/chat/completions", bodies[n][w]))
+                    lat[n].append(await one(s, url + "/v1/chat/completions", body(w, k)))
             base50, base99 = np.percentile(lat["none"], 50), np.percentile(lat["none"], 99)
             res["sequential"][w] = {n: {"p50": round(float(np.percentile(v, 50)), 2),
                                         "p99": round(float(np.percentile(v, 99)), 2),
@@ -114,7 +123,7 @@ async def drive(urls: dict[str, str], args) -> dict:
         for n, url in urls.items():
             stop, probe = asyncio.Event(), []
             task = asyncio.create_task(healthz_probe(s, url + "/healthz", stop, probe))
-            sample = await concurrent(s, url + "/v1/chat/completions", bodies[n][100], 16, args.seconds)
+            sample = await concurrent(s, url + "/v1/chat/completions", lambda i: body(100, 10**6 + i), 16, args.seconds)
             stop.set()
             await task
             res["c16"][n] = {"rps": round(sample.rps, 1), "p50": round(sample.pct(50), 1),
@@ -160,10 +169,13 @@ def main() -> None:
     guarded_probe = max(r["healthz_p99"] for n, r in res["c16"].items() if n != "none")
     checks = [
         (s100["pii-regex"]["added_p50"] <= 10, f"pii regex-only added p50 {s100['pii-regex']['added_p50']} ms <= 10 ms"),
-        (s100["pii-ner"]["added_p50"] <= 60, f"pii with NER added p50 {s100['pii-ner']['added_p50']} ms <= 60 ms"),
+        (s100["pii-ner"]["added_p50"] <= 40, f"pii with NER added p50 {s100['pii-ner']['added_p50']} ms <= 40 ms"),
         (s100["topics+injection"]["added_p50"] <= 25,
          f"topics + injection added p50 {s100['topics+injection']['added_p50']} ms <= 25 ms"),
-        (guarded_probe < 5, f"/healthz p99 under guardrail load (worst policy) {guarded_probe} ms < 5 ms"),
+        (res["c16"]["topics+injection"]["rps"] >= 120,
+         f"topics + injection at c=16 {res['c16']['topics+injection']['rps']} req/s >= 120"),
+        (res["c16"]["pii-ner"]["rps"] >= 80, f"pii with NER at c=16 {res['c16']['pii-ner']['rps']} req/s >= 80"),
+        (guarded_probe <= 5, f"/healthz p99 under guardrail load (worst policy) {guarded_probe} ms <= 5 ms"),
     ]
     print()
     for ok, text in checks:

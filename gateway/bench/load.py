@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -61,15 +62,20 @@ async def ttfb(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
 
 
 async def concurrent(
-    session: aiohttp.ClientSession, url: str, body: bytes, workers: int, seconds: float, headers: dict[str, str] = JSON
+    session: aiohttp.ClientSession, url: str, body: bytes | Callable[[int], bytes], workers: int, seconds: float,
+    headers: dict[str, str] = JSON,
 ) -> Sample:
+    """`body` may be a function of the request number, so every request differs (a model that
+    batches identical texts into one pass would otherwise be measured on repeats)."""
     sample = Sample()
     stop_at = time.perf_counter() + seconds
+    counter = iter(range(1 << 62))
 
     async def worker() -> None:
         while time.perf_counter() < stop_at:
+            data = body(next(counter)) if callable(body) else body
             try:
-                sample.latencies_ms.append(await one(session, url, body, headers))
+                sample.latencies_ms.append(await one(session, url, data, headers))
             except (aiohttp.ClientError, RuntimeError, asyncio.TimeoutError):
                 sample.errors += 1
 
