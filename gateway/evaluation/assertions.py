@@ -46,6 +46,7 @@ class Assessor:
     def __init__(self, client: GatewayClient) -> None:
         self.client = client
         self._pii: dict[tuple, Any] = {}
+        self._faith: Any = None
 
     async def check(self, spec: AssertionSpec, case: Case, reply: Reply, question: str,
                     threshold: float = 0.5) -> Outcome:
@@ -98,11 +99,12 @@ class Assessor:
                     docs = case.documents()
                     if not docs:
                         return Outcome(name, None, reason="case has no `context`")
-                    from gateway.checks.faithfulness import Faithfulness, FaithfulnessParams
-
-                    result = await asyncio.to_thread(Faithfulness(FaithfulnessParams()).score, text, docs, question)
-                    threshold = spec.threshold if spec.threshold is not None else 0.78
-                    return Outcome(name, result.score >= threshold, result.score)
+                    checker = self._faithfulness()
+                    score = await asyncio.to_thread(checker.score, text, docs, question)
+                    # The score is the check's calibrated probability that the documents support the
+                    # answer; with no threshold in the suite the check's own (the model card's) applies.
+                    threshold = spec.threshold if spec.threshold is not None else checker.threshold
+                    return Outcome(name, score >= threshold, score)
                 case "pii-free":
                     found = await asyncio.to_thread(self._pii_engine(spec).detect, text)
                     kinds = sorted({e.type for e in found})
@@ -114,6 +116,13 @@ class Assessor:
         except Exception as e:  # one broken assertion is recorded as an error, the run goes on
             return Outcome(name, None, reason=f"{type(e).__name__}: {e}"[:300])
         return Outcome(name, None, reason=f"unknown assertion {spec.type}")
+
+    def _faithfulness(self):
+        from gateway.checks.faithfulness import Faithfulness, FaithfulnessParams
+
+        if self._faith is None:  # loads the weights once per run, not once per case
+            self._faith = Faithfulness(FaithfulnessParams())
+        return self._faith
 
     def _pii_engine(self, spec: AssertionSpec):
         from gateway.checks.pii import Pii, PiiParams
