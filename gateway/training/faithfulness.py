@@ -157,4 +157,4 @@ def train(data: str | None = None, out: Path = WEIGHTS) -> dict:
     WeightsFile(manifest, arrays).save(out)
     tick(f"wrote {out}: dev AUROC {metrics['dev_auroc']} (summaries {per_subset['ALL summaries']['auroc']}), "
          f"threshold {threshold}")
-    return manifest
+    return {**manifest, "run": {"texts_embedded": embed.computed}}

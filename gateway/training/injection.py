@@ -187,6 +187,14 @@ def train(data: str | None = None, out: Path = WEIGHTS) -> dict:
     manifest = {
         "kind": "injection", "features": spec.to_json(), "calibration": platt.to_json(), "threshold": threshold,
         "family_support": support,
+        "threshold_rule": "the lowest probability on a 0.05 grid from 0.5 keeping false alarms on the training set's "
+                          "own benign rows (dev split) at or under 3%; threshold_table counts those rows and the attacks",
+        "description": "two L2 logistic regressions (whole text; ~400-character pieces, multiple-instance) over hashed "
+                       "character 2-5-grams, word 1-2-grams, MiniLM piece embeddings and pattern families, the higher "
+                       "raw score Platt-calibrated, pattern families also as a prior (gateway/detectors/injection.py)",
+        "limits": "Measured on held-out rows of the same sources. Not represented in training: persuasive role-play "
+                  "rewrites of harmful requests without jailbreak framing, optimisation (GCG-style) suffixes - "
+                  "covered by a pattern prior only - and most languages other than English and German.",
         "training": {"data": str(path.name), "data_sha256": file_digest(path), "rows": len(train_rows),
                      "split": "75/25 by first 200 normalised characters, seed 20261202", "C": C,
                      "mil_rounds": MIL_ROUNDS},
@@ -195,7 +203,7 @@ def train(data: str | None = None, out: Path = WEIGHTS) -> dict:
     WeightsFile(manifest, provisional.arrays).save(out)
     tick(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): dev AUROC {metrics['dev_auroc']}, "
          f"false alarms {metrics['dev_false_alarm_rate']:.1%} and recall {metrics['dev_recall']:.1%} at {threshold}")
-    return manifest
+    return {**manifest, "run": {"texts_embedded": embed.computed}}  # run facts: card only, not the weights
 
 
 def _flat(s: LinearScorer) -> np.ndarray:
