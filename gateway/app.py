@@ -76,8 +76,11 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     finally:
         ex = request.get(EXCHANGE)
         if ex is not None and ex.metered:
-            # Run after aiohttp has written the response: the client need not wait for the bookkeeping.
-            asyncio.get_running_loop().call_soon(_record, request.app[METER], ex, status)
+            meter = request.app[METER]
+            # The ledger row is journaled before aiohttp writes the response (a crash after the client
+            # has its answer must not lose it); the rest of the bookkeeping runs after the write.
+            recorded = _journal(meter, ex, status)
+            asyncio.get_running_loop().call_soon(_record, meter, ex, status, recorded)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status,
                             (time.perf_counter() - t0) * 1000, ex.id if ex else "-",
@@ -123,9 +126,18 @@ def _is_json(content_type: str) -> bool:
     return content_type in _JSON_TYPES or (content_type.startswith("application/") and content_type.endswith("+json"))
 
 
-def _record(meter, ex, status: int) -> None:
+def _journal(meter, ex, status: int) -> bool:
     try:
-        meter.finish(ex, status, ex.group)
+        meter.record_row(ex, status, ex.group)
+        return True
+    except Exception:  # recording must never take the gateway down; finish() tries the row again
+        log.exception("ledger row failed for request %s", ex.id)
+        return False
+
+
+def _record(meter, ex, status: int, recorded: bool = False) -> None:
+    try:
+        meter.finish(ex, status, ex.group, recorded=recorded)
     except Exception:  # recording must never take the gateway down; it is logged and counted
         log.exception("metering failed for request %s", ex.id)
 
@@ -188,6 +200,11 @@ async def _metering(app: web.Application) -> AsyncIterator[None]:
     """Budgets survive restarts: today's and this month's spend are rebuilt from the ledger first."""
     meter = app[METER]
     ledger = meter.ledger
+    if ledger is not None:
+        try:  # rows a crashed run had journaled but not committed, before spend is read from the ledger
+            await asyncio.to_thread(ledger.recover)
+        except Exception as e:
+            log.error("could not replay the ledger journal (%s); its files are kept", e)
     if ledger is not None and isinstance(meter.counters, InProcessCounters):
         now = time.time()
         seeds = {}
@@ -240,7 +257,8 @@ def build_app(
     metrics_ = Metrics()
     ledger = None
     if ledger_path is not None:
-        ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc)
+        ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc,
+                        journal_dir=runtime.ledger_journal)
     app[METER] = Meter(metrics_, InProcessCounters(), ledger)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)

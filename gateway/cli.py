@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("usage", help="tokens and cost from the usage ledger")
     p.add_argument("--since", default="30d", help="start: 2026-11-01, 2026-11-01T12:00 or 7d/24h/30m ago (default 30d)")
     p.add_argument("--until", help="end (default: now); same forms as --since")
-    p.add_argument("--by", default="key", choices=["key", "model", "day", "prompt", "upstream"])
+    p.add_argument("--by", default="key", choices=["key", "model", "served", "day", "prompt", "upstream"],
+                   help="model: the name the client asked for; served: the upstream model that answered")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.add_argument("--ledger", help="ledger file (default: STATE_DIR/ledger.db)")
     p.add_argument("--state-dir", help="state directory (default: $GATEWAY_STATE_DIR or ./.gateway)")

@@ -122,6 +122,7 @@ class Exchange:
     metered: bool = False  # metering on for the policy set this request started with
     prompt: Any = None  # the RenderedPrompt used, when the request named one
     experiment: Any = None  # the experiments.assign.Assignment, when the request took part in one
+    user_ref: str | None = None  # the end user as the ledger keeps it (hashed by default: metering.users)
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------

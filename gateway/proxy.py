@@ -78,6 +78,9 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     if options.mock and (problem := validate_overrides(options.mock)):
         raise InvalidRequest(problem, param="gateway.mock")
     ex.model = body["model"]
+    user = options.user_id or body.get("user")
+    if user:
+        ex.user_ref = rt.user_ref(user)
     principal.check_model(ex.model)
     route = rt.router.get(ex.model)
     ex.stream = bool(body.get("stream"))

@@ -6,16 +6,18 @@ requests in flight keep the Runtime they started with.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 from gateway.auth import KeyRing, Principal, hash_key
-from gateway.config.gateway_file import GatewayFile, ServerSettings
+from gateway.config.gateway_file import GatewayFile, MeteringSettings, ServerSettings
 from gateway.config.yamlfile import dotted, load_model, load_yaml
 from gateway.errors import GatewayError, PolicyError
 from gateway.experiments.assign import Splitter
@@ -51,8 +53,10 @@ class Runtime:
     prompts: Registry
     experiments: dict[str, Splitter] = field(default_factory=dict)
     metering: bool = True
+    user_ref: Callable[[str], str | None] = field(default=lambda user: None)  # how the ledger keeps a user id
     warnings: list[str] = field(default_factory=list)
     tabular: dict[str, Any] = field(default_factory=dict)  # name -> tabular.service.TabularModel
+    ledger_journal: bool = True  # metering.journal (read when the ledger starts)
     loaded_at: float = field(default_factory=time.time)
 
     async def warm(self) -> None:
@@ -210,7 +214,8 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
-                   prices, prompts, experiments, gw.metering.enabled, warnings, tabular=tabular)
+                   prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
+                   tabular=tabular, ledger_journal=gw.metering.journal)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:
@@ -294,3 +299,16 @@ def _load_prices(path: Path, upstream_names: set[str], problems: list[str], warn
                             f"gateway.yaml (declared: {', '.join(sorted(upstream_names))})")
     return PriceTable(pricing)
 
+
+def user_reference(settings: MeteringSettings) -> Callable[[str], str | None]:
+    """The function that turns a request's end-user id into what the ledger stores."""
+    if settings.users == "raw":
+        return lambda user: user
+    if settings.users == "omit":
+        return lambda user: None
+    salt = os.environ.get(settings.user_salt_env, "")
+
+    def hashed(user: str) -> str:
+        return "u:" + hashlib.sha256(f"user:{salt}:{user}".encode()).hexdigest()[:24]
+
+    return hashed

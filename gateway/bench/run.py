@@ -42,7 +42,7 @@ models:
   bench-exp: {{targets: [{{upstream: upstream, model: "{target}"}}], retries: 0}}
 open_mode: {{policy: {policy}}}
 server: {{max_body_mb: 8}}
-metering: {{enabled: {metering}}}
+metering: {{enabled: {metering}, journal: {journal}}}
 """
 BENCH_PROMPT_YAML = """
 description: benchmark prompt (a system message and the user's question)
@@ -78,6 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy-file", help="a policy YAML to run the gateway with (default: no checks)")
     p.add_argument("--no-metering-twin", action="store_true",
                    help="skip the second gateway with metering off (its figures show what metering costs)")
+    p.add_argument("--no-journal-twin", action="store_true",
+                   help="skip the gateway with metering.journal off (its figures show what the crash journal costs)")
     p.add_argument("--litellm", metavar="EXE", help="also measure LiteLLM's proxy: path to its `litellm` "
                    "command (install it in its own venv: pip install 'litellm[proxy]')")
     p.add_argument("--litellm-requests", type=int, default=300, help="sequential/streamed requests for LiteLLM")
@@ -118,15 +120,22 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
 
     target = "fixed?text=" + REPLY.replace(" ", "+")
     policy = "bench" if args.policy_file else "none"
-    gateways = {"gateway": True} if args.no_metering_twin else {"gateway": True, "gw-no-meter": False}
+    # name -> (metering, ledger journal). The twins differ from "gateway" in one setting each, so the
+    # difference in their figures is what that setting costs.
+    gateways = {"gateway": (True, True)}
+    if not args.no_metering_twin:
+        gateways["gw-no-meter"] = (False, True)
+    if not args.no_journal_twin:
+        gateways["gw-no-journal"] = (True, False)
     started: dict[str, tuple[Any, float]] = {}
-    for name, metering in gateways.items():
+    for name, (metering, journal) in gateways.items():
         policies = work / f"proc-{name}" / "policies"
         policies.mkdir(parents=True)
         if args.policy_file:
             shutil.copy(args.policy_file, policies / "bench.yaml")
         (policies / "gateway.yaml").write_text(BENCH_GATEWAY_YAML.format(
-            upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower()))
+            upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower(),
+            journal=str(journal).lower()))
         (policies / "pricing.yaml").write_text(BENCH_PRICING_YAML)
         if metering:
             (policies / "experiments.yaml").write_text(BENCH_EXPERIMENTS_YAML)
@@ -175,6 +184,7 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
     except ImportError:
         runner = asyncio.run
     measured = runner(_drive(args, levels, urls, pids, headers, bodies, stream_bodies))
+    measured["journal_append_us"] = _journal_append_us(work)
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"sequential_requests": args.requests, "seconds_per_round": args.seconds,
@@ -182,6 +192,7 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
                      "policy": args.policy_file or "none (no checks)",
                      "gateway": "metering on (ledger, prices, /metrics)",
                      "gw-no-meter": "the same gateway with metering.enabled: false",
+                     "gw-no-journal": "the same gateway with metering.journal: false (no crash journal)",
                      "gw+prompt": "the metered gateway, requests naming a published prompt",
                      "gw+exp": "the metered gateway, requests on a model under a 50/50 experiment"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
@@ -248,6 +259,26 @@ async def _drive(args, levels, urls, pids, headers, bodies, stream_bodies) -> di
     }
     out["streaming_ttfb"] = {n: pcts(stream[n]) for n in names}
     return out
+
+
+def _journal_append_us(work: Path, rows: int = 20000) -> dict[str, float]:
+    """What recording a ledger row costs the event loop, with and without the crash journal, in this
+    process (the end-to-end twins above are within this machine's noise of each other)."""
+    from gateway.metering.ledger import COLUMNS, Ledger
+
+    sample = [tuple(f"r{i}" if c == "request_id" else 1 for c in COLUMNS) for i in range(rows)]
+    out: dict[str, list[float]] = {"queue_only": [], "journal": []}
+    for _ in range(3):
+        for name, journal in (("queue_only", False), ("journal", True)):
+            path = work / f"journal-bench-{name}-{len(out[name])}" / "ledger.db"
+            ledger = Ledger(path, journal_dir=journal, flush_interval_s=3600)
+            ledger.start()
+            t0 = time.perf_counter()
+            for r in sample:
+                ledger.record(r)
+            out[name].append((time.perf_counter() - t0) / rows * 1e6)
+            ledger.close()  # outside the timed part
+    return {k: round(sorted(v)[1], 2) for k, v in out.items()}
 
 
 def _bench_prompts(root: Path) -> Path:
@@ -328,6 +359,17 @@ def verdicts(r: dict[str, Any]) -> list[str]:
     for c, row in r["concurrency"].items():
         ratio = row["gateway"]["rps"] / row["floor"]["rps"]
         check(ratio >= 0.5, f"c={c}: gateway throughput {ratio:.0%} of the minimal proxy >= 50%")
+    if "journal_append_us" in r:
+        j = r["journal_append_us"]
+        check(j["journal"] - j["queue_only"] <= 50, f"crash journal: {j['journal']:.1f} us per ledger row on the event "
+              f"loop vs {j['queue_only']:.1f} us without (<= 0.05 ms)")
+    if "gw-no-journal" in r["sequential"]:
+        cost = r["sequential"]["gateway"]["p50_ms"] - r["sequential"]["gw-no-journal"]["p50_ms"]
+        check(cost <= 0.05, f"crash journal: +{cost:.3f} ms p50 (gateway vs gw-no-journal) <= 0.05 ms")
+        for c, row in r["concurrency"].items():
+            ratio = row["gateway"]["rps"] / row["gw-no-journal"]["rps"]
+            out.append(f"[INFO] c={c}: crash journal throughput {ratio:.0%} of the same gateway without it "
+                       "(noise here is several %; the \"gateway\" process also serves gw+prompt and gw+exp, so its ledger grows 3x faster)")
     if "16" in r["concurrency"]:
         row = r["concurrency"]["16"]
         if "litellm" in row:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,16 @@ class MeteringSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Off: no usage ledger, no /metrics figures, no cost accounting (rate limits then cannot be used).
     enabled: bool = True
+    # The end user a request names (the OpenAI `user` field, or gateway.user_id) as the ledger keeps
+    # it: `hash` (default) a salted SHA-256 prefix, stable across restarts and replicas, so usage can
+    # be grouped per user without the ledger holding the id; `raw` the id itself; `omit` nothing.
+    # Each finished request's row is appended to a local journal before its response is written, so
+    # a crash of the process loses no row (gateway/metering/journal.py). Read at start-up.
+    journal: bool = True
+    users: Literal["hash", "raw", "omit"] = "hash"
+    user_salt_env: str = Field(default="GATEWAY_USER_SALT", description=(
+        "env var holding the salt for `users: hash` (set it: without a secret salt, a guessable id such "
+        "as an e-mail address can be confirmed by hashing it)"))
 
 
 class GatewayFile(BaseModel):

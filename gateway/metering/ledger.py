@@ -1,9 +1,11 @@
 """The usage ledger: one row per request, in SQLite (WAL), written in batches by a background thread.
 
-The event loop only appends a tuple to a queue. The writer commits every `flush_interval_s` or
-`batch_rows`, whichever comes first. Durability: rows committed are safe against a crash of the
-gateway process (WAL, synchronous=NORMAL); a crash loses at most the rows queued since the last
-commit, i.e. the last flush interval (0.2 s by default). A power loss may also lose the last
+The event loop appends the row to the write-ahead journal (gateway/metering/journal.py) and a
+queue, before the response is written. The writer commits every `flush_interval_s` or
+`batch_rows`, whichever comes first. Durability: a crash of the gateway process loses no row
+(what was not committed yet is replayed from the journal at the next start, idempotently by
+request id); with `metering.journal: false` it loses the rows queued since the last commit (the
+last 0.2 s). A power loss may lose journal lines not yet written back by the kernel and the last
 committed transactions (SQLite's WAL NORMAL trade-off). A full, locked or read-only disk is
 reported (log + metric) and retried; rows wait in memory meanwhile, up to `max_pending`, beyond
 which the oldest are dropped and counted - the proxy itself never stops.
@@ -12,6 +14,7 @@ which the oldest are dropped and counted - the proxy itself never stops.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -21,6 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.metering import journal
+from gateway.metering.outcome import FAILED, OUTCOME_SQL, REFUSED, outcome
+
 log = logging.getLogger("gateway.ledger")
 
 COLUMNS = (
@@ -28,12 +34,35 @@ COLUMNS = (
     "prompt_name", "prompt_version", "prompt_hash", "stream", "status", "error",
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
     "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
-    "experiment", "variant", "unit_hash",
+    "experiment", "variant", "unit_hash", "outcome",
 )
 FEEDBACK_COLUMNS = ("dedup_key", "metric", "ts", "experiment", "variant", "unit_hash", "value")
 
-# Rollup dimensions of usage_hourly and how each is read from a raw row.
+# Rollup dimensions of usage_hourly and how each is read from a raw row. `model` is the public name
+# the client asked for (failed requests have no served model, and must land in the same row as the
+# successful ones); `served` is what answered.
 _DIMENSIONS = (
+    ("key", "COALESCE(key, '')"),
+    ("model", "COALESCE(model, '')"),
+    ("served", "COALESCE(served_model, '')"),
+    ("prompt", "COALESCE(prompt_name || '@' || prompt_version, '')"),
+    ("upstream", "COALESCE(upstream, '')"),
+)
+
+
+def _rollup_select(dim: str, expr: str) -> str:
+    """Errors are `failed` outcomes (gateway/metering/outcome.py), refusals counted apart."""
+    return f"""
+    SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr},
+           COUNT(*), COALESCE(SUM(outcome = '{FAILED}'), 0), SUM(input_tokens), SUM(cached_tokens),
+           SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
+           SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
+           COALESCE(SUM(latency_ms), 0), COALESCE(SUM(outcome = '{REFUSED}'), 0)
+    FROM requests"""
+
+
+# Frozen copies of what migration v2 ran (a released migration never changes).
+_DIMENSIONS_V2 = (
     ("key", "COALESCE(key, '')"),
     ("model", "COALESCE(served_model, model, '')"),
     ("prompt", "COALESCE(prompt_name || '@' || prompt_version, '')"),
@@ -41,7 +70,7 @@ _DIMENSIONS = (
 )
 
 
-def _rollup_select(dim: str, expr: str) -> str:
+def _rollup_select_v2(dim: str, expr: str) -> str:
     return f"""
     SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr},
            COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(cached_tokens), SUM(output_tokens),
@@ -91,8 +120,8 @@ MIGRATIONS: list[str] = [
         latency_ms_sum REAL NOT NULL,
         PRIMARY KEY (hour, dim, value)
     ) WITHOUT ROWID;
-    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
-                  for dim, expr in _DIMENSIONS),
+    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select_v2(dim, expr)} WHERE true GROUP BY 1, 3;"
+                  for dim, expr in _DIMENSIONS_V2),
     # v3: A/B experiments. Requests record their experiment, variant and a hash of the unit id (never
     # the id itself). Feedback is idempotent per (request or unit, metric): a repeat is ignored, and
     # the per-unit rollup (kept by a trigger, so ignored repeats never count) makes reports read units
@@ -165,9 +194,48 @@ MIGRATIONS: list[str] = [
                SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
         FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
     """,
+    # v5: one definition of a failed request (gateway/metering/outcome.py) stored per row, used by the
+    # usage rollup (errors = failed, refused apart) and the experiment rollup (a stream cut after its
+    # 200 counted as a success before); `model` rolls up under the public name, `served` added; request
+    # ids unique, so a replayed journal (gateway/metering/journal.py) never adds a row twice.
+    f"""
+    ALTER TABLE requests ADD COLUMN outcome TEXT;
+    UPDATE requests SET outcome = {OUTCOME_SQL};
+    DELETE FROM requests WHERE id NOT IN (SELECT MIN(id) FROM requests GROUP BY request_id);
+    DROP INDEX requests_request_id;
+    CREATE UNIQUE INDEX requests_request_id ON requests(request_id);
+    ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+    DELETE FROM usage_hourly;
+    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
+                  for dim, expr in _DIMENSIONS) + f"""
+    DROP TRIGGER requests_experiment_rollup;
+    CREATE TRIGGER requests_experiment_rollup AFTER INSERT ON requests WHEN NEW.experiment IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO experiment_units VALUES (NEW.experiment, NEW.variant, NEW.unit_hash, NEW.ts);
+        INSERT INTO experiment_stats VALUES (
+            NEW.experiment, NEW.variant, 1, NEW.outcome = '{FAILED}', COALESCE(NEW.verdicts LIKE '%"block"%', 0),
+            COALESCE(NEW.latency_ms, 0), COALESCE(NEW.latency_ms * NEW.latency_ms, 0),
+            NEW.cost_usd IS NOT NULL, COALESCE(NEW.cost_usd, 0), COALESCE(NEW.cost_usd * NEW.cost_usd, 0),
+            NEW.input_tokens + NEW.output_tokens,
+            (NEW.input_tokens + NEW.output_tokens) * (NEW.input_tokens + NEW.output_tokens))
+        ON CONFLICT (experiment, variant) DO UPDATE SET
+            n = n + 1, errors = errors + excluded.errors, blocks = blocks + excluded.blocks,
+            latency_sum = latency_sum + excluded.latency_sum, latency_sq = latency_sq + excluded.latency_sq,
+            cost_n = cost_n + excluded.cost_n, cost_sum = cost_sum + excluded.cost_sum,
+            cost_sq = cost_sq + excluded.cost_sq, tokens_sum = tokens_sum + excluded.tokens_sum,
+            tokens_sq = tokens_sq + excluded.tokens_sq;
+    END;
+    DELETE FROM experiment_stats;
+    INSERT INTO experiment_stats
+        SELECT experiment, variant, COUNT(*), SUM(outcome = '{FAILED}'), SUM(COALESCE(verdicts LIKE '%"block"%', 0)),
+               SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
+               COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
+               SUM(input_tokens + output_tokens),
+               SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
+        FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
+    """,
 ]
 
-_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _INSERT_FEEDBACK = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
 # The rollup is computed by SQLite itself over the rows just inserted (by rowid range): done in
@@ -179,7 +247,8 @@ _ROLLUP = [
         input_tokens = input_tokens + excluded.input_tokens, cached_tokens = cached_tokens + excluded.cached_tokens,
         output_tokens = output_tokens + excluded.output_tokens, cost_usd = cost_usd + excluded.cost_usd,
         priced = priced + excluded.priced, unpriced = unpriced + excluded.unpriced,
-        estimated = estimated + excluded.estimated, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"""
+        estimated = estimated + excluded.estimated, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+        refused = refused + excluded.refused"""
     for dim, expr in _DIMENSIONS
 ]
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often
@@ -191,6 +260,16 @@ class _Feedback(tuple):
     """Marks a feedback row in the shared queue (request rows are plain tuples)."""
 
     __slots__ = ()
+
+
+class _Retire:
+    """Queued after the last row of a journal segment: once the rows before it are committed, the
+    segment can go."""
+
+    __slots__ = ("segment",)
+
+    def __init__(self, segment: journal.Segment) -> None:
+        self.segment = segment
 
 
 def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]],
@@ -242,8 +321,15 @@ class Ledger:
         max_pending: int = 1_000_000,
         on_write_error: Callable[[], None] | None = None,
         on_written: Callable[[int], None] | None = None,
+        journal_dir: Path | None | bool = True,
     ) -> None:
+        """`journal_dir`: where the write-ahead journal lives (True: beside the ledger, `<file>.journal`;
+        False / None: no journal, a crash loses the last flush interval's rows)."""
         self.path = Path(path)
+        self.journal_dir = (self.path.with_name(self.path.name + ".journal") if journal_dir is True
+                            else Path(journal_dir) if journal_dir else None)
+        self._journal: journal.Journal | None = None
+        self.replayed = 0
         self.flush_interval_s = flush_interval_s
         self.batch_rows = batch_rows
         self.max_pending = max_pending
@@ -260,17 +346,63 @@ class Ledger:
 
     # ---- event-loop side (cheap) -----------------------------------------------------------------
     def record(self, row: Sequence[Any]) -> None:
-        self._queue.put(row)
+        """Journal the row (if the journal is on), then queue it for the next batch."""
+        if self._journal is None:
+            self._queue.put(row)
+        else:
+            self._journal.append(journal.REQUEST, row, self._queue.put, row)
 
     def record_feedback(self, row: Sequence[Any]) -> None:
         """A FEEDBACK_COLUMNS tuple; a repeat of (dedup_key, metric) is ignored when written."""
-        self._queue.put(_Feedback(row))
+        if self._journal is None:
+            self._queue.put(_Feedback(row))
+        else:
+            self._journal.append(journal.FEEDBACK, row, self._queue.put, _Feedback(row))
 
     def pending(self) -> int:
         """Rows queued but not yet committed (approximate)."""
         return self._queue.qsize() + self._unwritten
 
+    def recover(self) -> int:
+        """Replay journal segments left by a process that died (idempotent: rows already committed
+        are ignored by request id). Call before reading the ledger at start-up. Returns rows replayed;
+        a segment that cannot be written is kept for the next try."""
+        if self.journal_dir is None:
+            return 0
+        total = 0
+        conn: sqlite3.Connection | None = None
+        try:
+            for path, fd in journal.leftovers(self.journal_dir):
+                try:
+                    requests, feedback, bad = journal.read_segment(fd)
+                    requests = [r for r in map(_upgrade_row, requests) if r is not None]
+                    if conn is None:
+                        conn = connect(self.path)
+                    before = conn.total_changes
+                    write_rows(conn, requests, feedback)
+                    total += len(requests)
+                    added = conn.total_changes - before
+                    log.warning("replayed %s from a previous run: %d rows, %d feedback rows (%d changes; rows already "
+                                "in the ledger are skipped)%s", path.name, len(requests), len(feedback), added,
+                                f"; {bad} unreadable line(s) skipped" if bad else "")
+                except (sqlite3.Error, OSError) as e:
+                    log.error("could not replay the ledger journal %s (%s); kept for the next start", path, e)
+                    os.close(fd)
+                    continue
+                journal.discard(path, fd)
+        finally:
+            if conn is not None:
+                conn.close()
+        self.replayed += total
+        return total
+
     def start(self) -> None:
+        if self.journal_dir is not None:
+            try:
+                self._journal = journal.Journal(self.journal_dir)
+            except OSError as e:  # an unwritable state directory: run on, without crash safety, loudly
+                log.error("cannot open the ledger journal in %s (%s): a crash will lose up to %.1fs of rows",
+                          self.journal_dir, e, self.flush_interval_s)
         self._thread.start()
 
     def close(self, timeout: float = 30) -> None:
@@ -287,14 +419,21 @@ class Ledger:
         conn: sqlite3.Connection | None = None
         pending: deque[Sequence[Any]] = deque()
         feedback: list[Sequence[Any]] = []
+        retire: list[journal.Segment] = []  # journal segments whose rows are all queued
         backoff = 0.0
         shutdown_tries = 0
+        put = self._queue.put
         while True:
             stopping = self._stop.wait(backoff or self.flush_interval_s)
+            if self._journal is not None:
+                self._journal.rotate(lambda old: put(_Retire(old)))
             try:
                 while True:
                     item = self._queue.get_nowait()
-                    (feedback if isinstance(item, _Feedback) else pending).append(item)
+                    if isinstance(item, _Retire):
+                        retire.append(item.segment)
+                    else:
+                        (feedback if isinstance(item, _Feedback) else pending).append(item)
             except queue.Empty:
                 pass
             while len(pending) > self.max_pending:
@@ -315,6 +454,9 @@ class Ledger:
                         self.written += len(batch)
                         self._on_written(len(batch))
                     self._unwritten = 0
+                    for segment in retire:
+                        journal.Journal.retire(segment)
+                    retire.clear()
                     if backoff:
                         log.warning("ledger writes recovered (%s)", self.path)
                     backoff = 0.0
@@ -341,6 +483,27 @@ class Ledger:
                 break
         if conn is not None:
             conn.close()
+        if self._journal is not None:
+            committed = not pending and not feedback
+            if committed:
+                for segment in retire:
+                    journal.Journal.retire(segment)
+            else:
+                for segment in retire:
+                    os.close(segment.fd)
+            self._journal.close(committed)
+
+
+def _upgrade_row(row: tuple) -> tuple | None:
+    """A journal row written by an older gateway (before `outcome`) gets its outcome; unknown shapes
+    are skipped."""
+    if len(row) == len(COLUMNS):
+        return row
+    if len(row) == len(COLUMNS) - 1:
+        status, error = row[COLUMNS.index("status")], row[COLUMNS.index("error")]
+        return (*row, outcome(status, error))
+    log.error("skipped a journal row with %d fields (this gateway writes %d)", len(row), len(COLUMNS))
+    return None
 
 
 def read_rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:

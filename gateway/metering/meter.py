@@ -15,6 +15,7 @@ from gateway.metering import counting
 from gateway.metering.ledger import Ledger
 from gateway.metering.limits import CounterStore, RateLimited
 from gateway.metering.metrics import Metrics
+from gateway.metering.outcome import FAILED, outcome
 from gateway.metering.pricing import cost_usd
 from gateway.metering.usage import Usage, from_upstream
 
@@ -109,7 +110,14 @@ class Meter:
             ex.price_key = price.key
 
     # ---- when the request is over (also on errors and disconnects) ---------------------------------
-    def finish(self, ex: Exchange, status: int, grp: str | None) -> None:
+    def record_row(self, ex: Exchange, status: int, grp: str | None) -> None:
+        """The request's ledger row, journaled and queued: called before the response is written, so
+        a crash after the client has its answer cannot lose the row (gateway/metering/journal.py)."""
+        if self.ledger is not None:
+            self.ledger.record(_row(ex, status, grp, ex.elapsed_ms()))
+
+    def finish(self, ex: Exchange, status: int, grp: str | None, *, recorded: bool = False) -> None:
+        """Settle limits, update metrics and (unless `recorded` by record_row already) write the row."""
         usage = ex.usage
         reservation = ex.reservation
         if reservation is not None:
@@ -119,6 +127,9 @@ class Meter:
         child = m.child
         model = ex.model or "-"
         child(m.requests, ex.endpoint, model, key, str(status)).inc()
+        error = ex.error or ex.stream_error
+        if outcome(status, error) == FAILED:
+            child(m.failures, ex.endpoint, model, error or f"http_{status}").inc()
         elapsed = ex.elapsed_ms()
         child(m.latency, ex.endpoint, model).observe(elapsed / 1000)
         child(m.overhead, ex.endpoint).observe(ex.overhead_ms() / 1000)
@@ -137,7 +148,7 @@ class Meter:
             child(m.check_latency, r.type).observe(r.latency_ms / 1000)
             for kind, n in (r.verdict.details.get("counts") or {}).items():
                 child(m.findings, r.type, kind).inc(n)
-        if self.ledger is not None:
+        if self.ledger is not None and not recorded:
             self.ledger.record(_row(ex, status, grp, elapsed))
 
 
@@ -152,7 +163,7 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
     verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status]
                              for r in ex.results]).decode() if ex.results else None
     return (
-        ex.id, ex.wall_start, ex.endpoint, ex.key_name, grp, ex.options.user_id, ex.model or None,
+        ex.id, ex.wall_start, ex.endpoint, ex.key_name, grp, ex.user_ref, ex.model or None,
         served.model if served else None, served.upstream if served else None,
         *((ex.prompt.name, ex.prompt.version, ex.prompt.hash) if ex.prompt is not None else (None, None, None)),
         int(ex.stream), status, ex.error or ex.stream_error,
@@ -162,4 +173,5 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
         round(elapsed_ms, 3), round(ex.upstream_ms, 3), round(ex.overhead_ms(), 3), len(ex.attempts), verdicts,
         *((ex.experiment.experiment, ex.experiment.variant.name, ex.experiment.unit_hash)
           if ex.experiment is not None else (None, None, None)),
+        outcome(status, ex.error or ex.stream_error),
     )

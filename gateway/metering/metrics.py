@@ -14,6 +14,9 @@ class Metrics:
         self._children: dict[tuple, object] = {}
         self.requests = Counter("gateway_requests", "Requests by endpoint, model, key and HTTP status",
                                 ["endpoint", "model", "key", "status"], registry=r)
+        self.failures = Counter("gateway_request_failures", "Failed requests (5xx, or a stream that broke after "
+                                "its 200; gateway/metering/outcome.py) by endpoint, model and error kind",
+                                ["endpoint", "model", "kind"], registry=r)
         self.latency = Histogram("gateway_request_duration_seconds", "Total time per request",
                                  ["endpoint", "model"], buckets=_LATENCY, registry=r)
         self.upstream_latency = Histogram("gateway_upstream_duration_seconds", "Time waiting on upstreams",

@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from gateway.metering.ledger import connect
+from gateway.metering.outcome import FAILED, REFUSED
 
 # Per grouping: the expression over raw rows, and (rollup dimension, expression over usage_hourly).
 GROUPINGS = {
     "key": ("COALESCE(key, '(no key)')", "key", "CASE value WHEN '' THEN '(no key)' ELSE value END"),
-    "model": ("COALESCE(served_model, model, '(none)')", "model", "CASE value WHEN '' THEN '(none)' ELSE value END"),
+    "model": ("COALESCE(model, '(none)')", "model", "CASE value WHEN '' THEN '(none)' ELSE value END"),
+    "served": ("COALESCE(served_model, '(not served)')", "served",
+               "CASE value WHEN '' THEN '(not served)' ELSE value END"),
     "day": ("date(ts, 'unixepoch')", "key", "date(hour * 3600, 'unixepoch')"),
     "prompt": ("COALESCE(prompt_name || '@' || prompt_version, '(no prompt)')", "prompt",
                "CASE value WHEN '' THEN '(no prompt)' ELSE value END"),
     "upstream": ("COALESCE(upstream, '(none)')", "upstream", "CASE value WHEN '' THEN '(none)' ELSE value END"),
 }
-FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "cost_usd",
+FIELDS = ("requests", "errors", "refused", "input_tokens", "cached_tokens", "output_tokens", "cost_usd",
           "unpriced", "estimated", "avg_latency_ms")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 
@@ -49,14 +52,15 @@ def usage_rows(path: Path, since: float, until: float, by: str) -> list[dict[str
     raw_expr, dim, rollup_expr = GROUPINGS[by]
     first_hour, end_hour = math.ceil(since / 3600), math.floor(until / 3600)
     raw_sql = f"""
-        SELECT {raw_expr}, COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(cached_tokens),
+        SELECT {raw_expr}, COUNT(*), SUM(outcome = '{FAILED}'), SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
                SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
-               COALESCE(SUM(latency_ms), 0)
+               COALESCE(SUM(latency_ms), 0), SUM(outcome = '{REFUSED}')
         FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1"""
     rollup_sql = f"""
         SELECT {rollup_expr}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
-               SUM(output_tokens), SUM(cost_usd), SUM(priced), SUM(unpriced), SUM(estimated), SUM(latency_ms_sum)
+               SUM(output_tokens), SUM(cost_usd), SUM(priced), SUM(unpriced), SUM(estimated), SUM(latency_ms_sum),
+               SUM(refused)
         FROM usage_hourly WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY 1"""
     conn = connect(path, readonly=True)
     parts = []
@@ -77,8 +81,10 @@ def usage_rows(path: Path, since: float, until: float, by: str) -> list[dict[str
         for i, v in enumerate(values):
             acc[i] += v or 0
     out = []
-    for name, (requests, errors, inp, cached, output, cost, priced, unpriced, estimated, latency) in totals.items():
-        out.append({by: name, "requests": requests, "errors": errors, "input_tokens": inp, "cached_tokens": cached,
+    for name, (requests, errors, inp, cached, output, cost, priced, unpriced, estimated, latency,
+               refused) in totals.items():
+        out.append({by: name, "requests": requests, "errors": errors, "refused": refused, "input_tokens": inp,
+                    "cached_tokens": cached,
                     "output_tokens": output, "cost_usd": round(cost, 8) if priced else None,
                     "unpriced": unpriced, "estimated": estimated,
                     "avg_latency_ms": round(latency / requests, 1) if requests else None})
@@ -95,7 +101,7 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
-    headers = [by, "requests", "errors", "input tok", "cached", "output tok", "cost USD", "unpriced", "estimated",
+    headers = [by, "requests", "errors", "refused", "input tok", "cached", "output tok", "cost USD", "unpriced", "estimated",
                "avg ms"]
     total = {by: "TOTAL", **{f: sum((r[f] or 0) for r in rows) for f in FIELDS if f != "avg_latency_ms"}}
     total["avg_latency_ms"] = None
@@ -107,8 +113,9 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         if n == len(cells) - 1:
             lines.append("  ".join("-" * w for w in widths))
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    note = ("\nunpriced: requests whose served model has no price (cost unknown, not counted as $0); "
-            "estimated: token counts by the gateway because the upstream sent none.")
+    note = ("\nerrors: failed requests (5xx, or a stream that broke after it started); refused: 4xx (bad input, "
+            "keys, limits, guardrail blocks);\nunpriced: requests whose served model has no price (cost unknown, not "
+            "counted as $0); estimated: token counts by the gateway because the upstream sent none.")
     return "\n".join(lines) + note
 
 

@@ -2,13 +2,14 @@ import sqlite3
 import time
 
 from gateway.metering.ledger import COLUMNS, MIGRATIONS, Ledger, connect, spend_by
+from gateway.metering.outcome import outcome
 
 
 def row(i, key="k", cost=0.01, ts=None):
     values = dict.fromkeys(COLUMNS)
     values.update(request_id=f"r{i}", ts=ts or time.time(), endpoint="chat.completions", key=key, stream=0,
                   status=200, input_tokens=1, cached_tokens=0, output_tokens=2, reasoning_tokens=0,
-                  usage_source="upstream", cost_usd=cost)
+                  usage_source="upstream", cost_usd=cost, outcome="ok")
     return tuple(values[c] for c in COLUMNS)
 
 
@@ -106,17 +107,24 @@ def test_report_from_rollup_equals_raw_aggregation(tmp_path):
         r = list(row(i, key=rng.choice(["a", "b", None]), cost=rng.choice([0.01, 0.02, None]),
                      ts=base + rng.random() * 6 * 3600))
         r[COLUMNS.index("served_model")] = rng.choice(["m1", "m2"])
-        r[COLUMNS.index("status")] = rng.choice([200, 200, 502])
+        status, error = rng.choice([(200, None), (200, None), (502, "http_502"), (200, "stream_cut"), (429, "rpm"),
+                                    (499, None)])
+        r[COLUMNS.index("status")], r[COLUMNS.index("error")] = status, error
+        r[COLUMNS.index("outcome")] = outcome(status, error)
         ledger.record(tuple(r))
     ledger.close()
     since, until = base + 1234.5, base + 5 * 3600 + 17  # not on hour boundaries
     for by in GROUPINGS:
         fast = {r[by]: r for r in usage_rows(path, since, until, by)}
         with sqlite3.connect(path) as conn:
-            raw = conn.execute(f"SELECT {GROUPINGS[by][0]}, COUNT(*), SUM(status >= 400), SUM(cost_usd) "
+            # errors: 5xx, or a 200 stream that ended with an error (not the client leaving); refused: 4xx but 499
+            raw = conn.execute(f"SELECT {GROUPINGS[by][0]}, COUNT(*), "
+                               "SUM(status >= 500 OR (status < 400 AND error IS NOT NULL)), "
+                               "SUM(status >= 400 AND status < 499), SUM(cost_usd) "
                                "FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1", (since, until)).fetchall()
-        assert {name: (n, e) for name, n, e, _ in raw} == {k: (v["requests"], v["errors"]) for k, v in fast.items()}
-        for name, _, _, cost in raw:
+        assert {name: (n, e, f) for name, n, e, f, _ in raw} == {
+            k: (v["requests"], v["errors"], v["refused"]) for k, v in fast.items()}
+        for name, _, _, _, cost in raw:
             assert (fast[name]["cost_usd"] is None) == (cost is None)
             if cost is not None:
                 assert abs(fast[name]["cost_usd"] - cost) < 1e-9

@@ -240,7 +240,10 @@ def test_gateway_usage_report_table_json_csv(setup):
     data = json.loads(run_cli("usage", "--ledger", str(ledger), "--by", "model", "--format", "json").stdout)
     by_model = {r["model"]: r for r in data}
     assert by_model["echo"]["requests"] == 3 and by_model["echo"]["cost_usd"] > 0
-    assert by_model["mystery-model"]["unpriced"] == 1 and by_model["mystery-model"]["cost_usd"] is None
+    assert by_model["unpriced"]["unpriced"] == 1 and by_model["unpriced"]["cost_usd"] is None  # the public name
+    served = {r["served"]: r for r in json.loads(run_cli("usage", "--ledger", str(ledger), "--by", "served",
+                                                         "--format", "json").stdout)}
+    assert served["mystery-model"]["unpriced"] == 1 and served["mystery-model"]["cost_usd"] is None
     csv_out = run_cli("usage", "--ledger", str(ledger), "--by", "day", "--format", "csv").stdout
     assert csv_out.splitlines()[0].startswith("day,requests,errors")
     bad = run_cli("usage", "--ledger", str(ledger), "--since", "last tuesday")
