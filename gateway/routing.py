@@ -135,7 +135,10 @@ def failure(route: Route, ex: Exchange, last: UpstreamError) -> GatewayError:
         return UpstreamFailure(
             f"Upstream timed out for model {route.name!r}; tried: {tried}.", status=504, code="upstream_timeout"
         )
+    # Nothing listened at any target (refused / unresolvable): say so apart from overload or errors,
+    # so a client (the eval runner) can stop instead of retrying a server that is not there.
+    unreachable = bool(ex.attempts) and all(a.outcome == "connect" for a in ex.attempts)
     return UpstreamFailure(
         f"No upstream could serve model {route.name!r}; tried: {tried}. Last error: {last.message}",
-        code="upstream_unavailable",
+        code="upstream_unreachable" if unreachable else "upstream_unavailable",
     )

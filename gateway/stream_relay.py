@@ -23,6 +23,7 @@ from gateway.runtime import Runtime
 from gateway.sse import DONE_EVENT, encode
 from gateway.stream_guard import StreamGuard
 from gateway.upstreams.base import Upstream, UpstreamError, parse_object
+from gateway.upstreams.sanitize import client_message
 
 log = logging.getLogger("gateway.relay")
 
@@ -80,7 +81,8 @@ async def relay_stream(
                 if not template:
                     template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
                 if isinstance(chunk.get("error"), dict):
-                    raise UpstreamError("upstream_error", str(chunk["error"].get("message", "upstream stream error")))
+                    raise UpstreamError("upstream_error", client_message(
+                        str(chunk["error"].get("message") or "upstream stream error"), upstream=_upstream(ex)))
                 _track_choices(chunk, seen, finished, received)
                 if restorer is not None and chunk.get("choices"):
                     chunk = _restore_chunk(restorer, chunk)
@@ -194,3 +196,7 @@ async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
         await resp.write(data)
     except ConnectionError:
         pass
+
+
+def _upstream(ex) -> str:
+    return ex.served_by.upstream if ex.served_by is not None else ""

@@ -77,6 +77,11 @@ def _run(args, policies: Path, prompts: Path, state: Path) -> int:
     except KeyboardInterrupt:
         print("gateway eval: interrupted before any result was collected", file=sys.stderr)
         return 1
+    except runner.TargetUnreachable as e:
+        print("gateway eval: run stopped, nothing recorded:\n  " + "\n  ".join(
+            f"target {t!r}: {why}" for t, why in e.dead.items())
+            + "\n  start the model server (or fix its url in gateway.yaml) and run again", file=sys.stderr)
+        return 2
     except (RuntimeError, OSError) as e:
         print(f"gateway eval: {e}", file=sys.stderr)
         return 2

@@ -16,6 +16,9 @@ from typing import Any
 import aiohttp
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# Gateway error codes meaning "nothing listens there" (not a transient overload): see routing.failure
+# and tabular.service.
+UNREACHABLE_CODES = {"upstream_unreachable", "model_server_unreachable"}
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Reply:
     error: str | None = None
     attempts: int = 0
     prediction: float | None = None  # tabular targets
+    unreachable: bool = False  # the model (or the gateway) refused connections, after the retries
 
     @property
     def output_tokens(self) -> int | None:
@@ -41,6 +45,7 @@ class GatewayClient:
         self.api_key, self.use_cache, self.retries = api_key, cache, retries
         self.cache_dir = state / "eval-cache"
         self._runner = None
+        self._runtime: Any = None  # the in-process gateway's runtime (None with --gateway URL)
         self._session: aiohttp.ClientSession | None = None
         self.models: set[str] = set()
 
@@ -70,7 +75,7 @@ class GatewayClient:
         from gateway.upstreams.openai import HttpPool
 
         pool = HttpPool()
-        runtime = load_runtime(self.policies, pool, self.prompts)
+        runtime = self._runtime = load_runtime(self.policies, pool, self.prompts)
         app = build_app(self.policies, runtime, pool, ledger_path=self.state / "ledger.db", prompts_dir=self.prompts)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -138,6 +143,7 @@ class GatewayClient:
         assert self._session is not None
         url = self.url.rstrip("/") + path
         last = "no attempt"
+        unreachable = False
         for attempt in range(1, self.retries + 2):
             t0 = time.perf_counter()
             try:
@@ -146,11 +152,29 @@ class GatewayClient:
                     elapsed = (time.perf_counter() - t0) * 1000
                     if r.status == 200:
                         return parse(data, elapsed, attempt)
-                    message = ((data or {}).get("error") or {}).get("message", "") if isinstance(data, dict) else ""
+                    error = ((data or {}).get("error") or {}) if isinstance(data, dict) else {}
+                    message = error.get("message", "") if isinstance(error, dict) else ""
+                    unreachable = isinstance(error, dict) and error.get("code") in UNREACHABLE_CODES
                     last = f"HTTP {r.status}: {message[:200]}"
                     if r.status not in RETRY_STATUS:
                         return Reply(error=last, attempts=attempt)
+            except aiohttp.ClientConnectorError as e:  # the gateway itself is gone
+                last, unreachable = f"cannot connect to the gateway at {self.url} ({e.os_error or e})"[:200], True
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError, IndexError) as e:
-                last = f"{type(e).__name__}: {e}"[:200]
+                last, unreachable = f"{type(e).__name__}: {e}"[:200], False
             await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
-        return Reply(error=last, attempts=self.retries + 1)
+        return Reply(error=last, attempts=self.retries + 1, unreachable=unreachable)
+
+    def where(self, model: str, tabular: bool) -> str:
+        """Where a target's model is served, for messages: the configured URL(s) when the gateway runs
+        in this process, else the gateway's URL."""
+        runtime = self._runtime
+        if runtime is not None:
+            if tabular and model in runtime.tabular:
+                return f"tabular model {model!r} at {runtime.tabular[model].cfg.url}"
+            route = runtime.router.routes.get(model)
+            if route is not None:
+                urls = sorted({str(getattr(getattr(u, "cfg", None), "base_url", None) or f"upstream {u.name!r}")
+                               for u, _ in route.targets})
+                return f"model {model!r} at {', '.join(urls)}"
+        return f"{'tabular model' if tabular else 'model'} {model!r} behind the gateway at {self.url}"

@@ -103,20 +103,44 @@ def plan(loaded: LoadedSuite, registry: Registry, models: set[str]) -> tuple[Pla
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
+    """On a terminal, a bar redrawn in place; otherwise (CI logs, pipes) a plain line every
+    `every_s` seconds, so a long run never looks hung."""
+
+    def __init__(self, total: int, enabled: bool, every_s: float = 5.0) -> None:
         self.total, self.done, self.errors = total, 0, 0
         self.t0 = time.monotonic()
-        self.enabled = enabled and sys.stderr.isatty()
-        self._last = 0.0
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.every_s = every_s
+        self._last = self.t0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.enabled and not self.tty:  # a heartbeat even while no answer comes back
+            self._task = asyncio.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            self._line()
+
+    def _stats(self) -> tuple[float, float]:
+        rate = self.done / max(time.monotonic() - self.t0, 1e-9)
+        return rate, ((self.total - self.done) / rate if rate else float("nan"))
+
+    def _line(self) -> None:
+        rate, eta = self._stats()
+        sys.stderr.write(f"eval: {self.done}/{self.total} answered in {time.monotonic() - self.t0:.0f}s, "
+                         f"{rate:.1f}/s, ETA {'?' if eta != eta else f'{eta:.0f}s'}, errors {self.errors}\n")
+        sys.stderr.flush()
 
     def tick(self, error: bool) -> None:
         self.done += 1
         self.errors += error
         now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+        if self.enabled and self.tty and (now - self._last > 0.1 or self.done == self.total):
             self._last = now
-            rate = self.done / max(now - self.t0, 1e-9)
-            eta = (self.total - self.done) / rate if rate else 0
+            rate, eta = self._stats()
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
@@ -124,8 +148,24 @@ class Progress:
             sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self._task is not None:
+            self._task.cancel()
+        if self.enabled and self.tty:
             sys.stderr.write("\n")
+        elif self.enabled and self.done:
+            self._line()
+
+
+class TargetUnreachable(RuntimeError):
+    """A target's model refused connections for several cases in a row (after the retries): the run
+    stops instead of waiting out every case."""
+
+    def __init__(self, dead: dict[str, str]) -> None:
+        self.dead = dead
+        super().__init__("; ".join(f"target {t!r}: {why}" for t, why in dead.items()))
+
+
+DEAD_AFTER = 3  # consecutive unreachable answers (each after its retries) that stop a target
 
 
 async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *, concurrency: int,
@@ -135,19 +175,32 @@ async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *,
     sem = asyncio.Semaphore(concurrency)
     bar = Progress(len(the_plan.calls), progress)
     results: dict[int, CaseResult] = {}
+    streak: dict[str, int] = {}
+    dead: dict[str, str] = {}
 
     async def one(i: int, target: Target, case: Case, model: str, messages, params, question) -> None:
         async with sem:
+            if target.name in dead:
+                return
             if target.tabular is not None:
                 reply = await client.predict(model, params)  # params: the feature row
             else:
                 reply = await client.chat(model, messages, params)
+            if reply.unreachable:
+                streak[target.name] = streak.get(target.name, 0) + 1
+                if streak[target.name] >= DEAD_AFTER and target.name not in dead:
+                    dead[target.name] = (f"{client.where(model, target.tabular is not None)} refused connections "
+                                         f"for {DEAD_AFTER} cases in a row, each after {client.retries} retries "
+                                         f"(last: {reply.error})")
+            else:
+                streak[target.name] = 0
             outcomes = [await assessor.check(a, case, reply, question, target.threshold)
                         for a in loaded.suite.assertions]
             results[i] = CaseResult(target.name, case.id, reply.text, reply, outcomes, case.attributes, case.label,
                                     case.truth)
             bar.tick(reply.error is not None)
 
+    bar.start()
     tasks = [asyncio.create_task(one(i, *call)) for i, call in enumerate(the_plan.calls)]
     interrupted = False
     try:
@@ -160,6 +213,8 @@ async def execute(loaded: LoadedSuite, the_plan: Plan, client: GatewayClient, *,
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         bar.close()
+    if dead:
+        raise TargetUnreachable(dead)
     return [results[i] for i in sorted(results)], interrupted
 
 

@@ -79,10 +79,17 @@ def validate_rows(cfg: TabularModelConfig, rows: Any) -> tuple[list[dict[str, An
     return clean, problems
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows any number of digits)
+        return False
+
+
 def _check_value(spec: FeatureSpec, value: Any) -> tuple[str | None, Any]:
     if spec.type in ("number", "integer"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"expected a {spec.type}, got {type(value).__name__} {str(value)[:40]!r}", value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            return f"expected a finite {spec.type}, got {type(value).__name__} {str(value)[:40]!r}", value
         if spec.type == "integer" and float(value) != int(value):
             return f"expected an integer, got {value}", value
         if spec.min is not None and value < spec.min:

@@ -25,11 +25,22 @@ COEF = {"intercept": -1.2, "tenure_months": -0.04, "monthly_spend": 0.012, "supp
         "plan": {"basic": 0.4, "pro": 0.0, "enterprise": -0.6}}
 
 
+def sigmoid(z: float) -> float:
+    """1 / (1 + e^-z) without overflow for any finite z (math.exp(-z) overflows for z < -709)."""
+    if z >= 0:
+        return 1 / (1 + math.exp(-z))
+    e = math.exp(max(z, -745.0))
+    return e / (1 + e)
+
+
+NUMERIC = ("tenure_months", "monthly_spend", "support_calls")
+
+
 def churn_probability(row: dict) -> float:
     z = (COEF["intercept"] + COEF["tenure_months"] * row["tenure_months"]
          + COEF["monthly_spend"] * row["monthly_spend"] + COEF["support_calls"] * row["support_calls"]
          + COEF["plan"].get(row["plan"], 0.0))
-    return 1 / (1 + math.exp(-z))
+    return sigmoid(z)
 
 
 def generate(rows: int, shift: float = 0.0, seed: int = 1) -> list[dict]:
@@ -52,19 +63,40 @@ def generate(rows: int, shift: float = 0.0, seed: int = 1) -> list[dict]:
 def naive_probability(row: dict) -> float:
     """A deliberately worse model (`?variant=naive`): it ignores support calls and the plan."""
     z = -0.9 + COEF["tenure_months"] * row["tenure_months"] + COEF["monthly_spend"] * row["monthly_spend"]
-    return 1 / (1 + math.exp(-z))
+    return sigmoid(z)
+
+
+def _row_problem(i: int, row: object) -> str | None:
+    """This server is an example others copy: it checks its own input instead of trusting the gateway."""
+    if not isinstance(row, dict):
+        return f"rows[{i}] must be an object"
+    for name in NUMERIC:
+        v = row.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"rows[{i}].{name} must be a number"
+        try:
+            if not math.isfinite(v):
+                return f"rows[{i}].{name} must be finite"
+        except OverflowError:
+            return f"rows[{i}].{name} is too large"
+    if not isinstance(row.get("plan"), str):
+        return f"rows[{i}].plan must be a string"
+    return None
 
 
 async def predict(request: web.Request) -> web.Response:
     model = naive_probability if request.query.get("variant") == "naive" else churn_probability
-    body = await request.json()
-    rows = body.get("rows")
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body is not JSON"}, status=400)
+    rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list):
         return web.json_response({"error": "send {\"rows\": [...]}"}, status=400)
-    try:
-        preds = [round(model(r), 6) for r in rows]
-    except (KeyError, TypeError) as e:
-        return web.json_response({"error": f"bad row: {e}"}, status=400)
+    for i, row in enumerate(rows):
+        if problem := _row_problem(i, row):
+            return web.json_response({"error": problem}, status=400)
+    preds = [round(model(r), 6) for r in rows]
     return web.json_response({"predictions": preds})
 
 

@@ -23,6 +23,7 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.keys import HOLDER
 from gateway.tabular.config import TabularModelConfig, validate_rows
 from gateway.tabular.store import LabelConflict, PredictionStore  # noqa: F401 (PredictionStore: app wiring)
+from gateway.upstreams.sanitize import client_message
 
 log = logging.getLogger("gateway.tabular")
 STORE: web.AppKey[PredictionStore | None] = web.AppKey("tabular_store", object)
@@ -78,11 +79,15 @@ async def predict(request: web.Request) -> web.Response:
                              timeout=aiohttp.ClientTimeout(total=model.cfg.timeout_s)) as resp:
             text = await resp.text()
             if resp.status != 200:
-                raise GatewayError(f"Model server answered HTTP {resp.status}: {text[:200]}", status=502,
+                raise GatewayError(f"Model server answered HTTP {resp.status}: "
+                                   f"{client_message(text, upstream=model.name)}", status=502,
                                    type="upstream_error", code="model_server_error")
             data = json.loads(text)
+    except aiohttp.ClientConnectorError:
+        raise GatewayError(f"Model server {model.name!r} is unreachable (nothing accepts connections at its url)",
+                           status=502, type="upstream_error", code="model_server_unreachable") from None
     except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as e:
-        raise GatewayError(f"Model server {model.name!r} unreachable or answered garbage ({type(e).__name__})",
+        raise GatewayError(f"Model server {model.name!r} failed or answered garbage ({type(e).__name__})",
                            status=502, type="upstream_error", code="model_server_error") from None
     preds = data.get("predictions") if isinstance(data, dict) else None
     if not isinstance(preds, list) or len(preds) != len(rows):

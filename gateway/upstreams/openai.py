@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.exchange import Exchange
 from gateway.sse import DONE, SSEDecoder
 from gateway.upstreams.base import UpstreamError, parse_object, parse_retry_after
+from gateway.upstreams.sanitize import client_message
 
 _ERROR_BODY_LIMIT = 64 * 1024
 
@@ -166,10 +167,9 @@ class OpenAIUpstream:
         )
 
     def _scrub(self, text: str) -> str:
-        # Upstreams sometimes quote the key they were given ("Incorrect API key provided: sk-...").
-        if self._api_key and self._api_key in text:
-            text = text.replace(self._api_key, "[upstream key]")
-        return text
+        # Upstreams sometimes quote the key they were given ("Incorrect API key provided: sk-..."),
+        # internal addresses or whole pages: the client sees a bounded, sanitised message.
+        return client_message(text, upstream=self.name, key=self._api_key or None)
 
 
 class _HttpStream:

@@ -114,6 +114,48 @@ def test_invalid_judge_json_is_an_error_and_upstream_failures_are_counted(tmp_pa
     assert doc["metrics"]["targets"]["bad"]["answer_errors"] == 2
 
 
+def test_a_target_nobody_listens_at_stops_the_run_in_seconds_naming_the_url(tmp_path, policies):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing behind it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (policies / "gateway.yaml").write_text(GATEWAY + f"""
+tabular:
+  dead:
+    url: http://127.0.0.1:{port}/predict
+    features: {{x: {{type: number}}}}
+""")
+    cases = "".join(f"{{features: {{x: {i}}}, truth: 1}}, " for i in range(60))
+    s = suite(tmp_path, f"""
+        name: dead
+        dataset: {{cases: [{cases}]}}
+        targets: [{{name: prod, tabular: dead}}]
+        assertions: [{{type: correct}}]
+    """)
+    t0 = time.monotonic()
+    r = evalcli(tmp_path / "state", "run", str(s), policies=policies, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert time.monotonic() - t0 < 40  # 60 cases x (3 retries with backoff) took minutes before
+    assert f"http://127.0.0.1:{port}/predict" in r.stderr and "refused connections" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_progress_lines_without_a_terminal(tmp_path, policies):
+    s = suite(tmp_path, """
+        name: slowish
+        concurrency: 1
+        dataset: {cases: [""" + ", ".join(f"{{input: q{i}}}" for i in range(16)) + """]}
+        targets: [{name: a, model: slow}]
+        assertions: [{type: contains, value: q}]
+    """)
+    r = evalcli(tmp_path / "state", "run", str(s), "--no-cache", policies=policies)  # stderr is a pipe here
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.startswith("eval: ")]
+    assert len(lines) >= 2 and "/16 answered" in lines[0] and "ETA" in lines[0], r.stderr
+    assert "\r" not in r.stderr
+
+
 def test_rerun_is_served_from_the_cache_unless_no_cache(tmp_path, policies):
     s = suite(tmp_path, """
         name: cached

@@ -98,7 +98,7 @@ def test_predict_forwards_validated_rows_and_returns_prediction_ids(gw):
 @pytest.mark.parametrize("rows, message", [
     ([{"tenure_months": 1, "monthly_spend": 2, "support_calls": 1, "plan": "pro", "age": 4}], "unknown feature(s) age"),
     ([{"monthly_spend": 2, "support_calls": 1, "plan": "pro"}], "rows[0].tenure_months: required"),
-    ([{"tenure_months": "ten", "monthly_spend": 2, "support_calls": 1, "plan": "pro"}], "expected a number"),
+    ([{"tenure_months": "ten", "monthly_spend": 2, "support_calls": 1, "plan": "pro"}], "expected a finite number"),
     ([{"tenure_months": 1, "monthly_spend": 2, "support_calls": 1.5, "plan": "pro"}], "expected an integer"),
     ([{"tenure_months": -1, "monthly_spend": 2, "support_calls": 1, "plan": "pro"}], "below the minimum"),
     ([{"tenure_months": 1, "monthly_spend": 2, "support_calls": 1, "plan": "gold"}], "'gold' is not one of"),
@@ -110,11 +110,31 @@ def test_schema_violations_are_400_with_row_and_field(gw, rows, message):
     assert r.status_code == 400 and message in r.json()["error"]["message"]
 
 
+def test_huge_numbers_are_refused_by_the_schema_and_survived_by_the_example_server(gw, model_server):
+    row = {"tenure_months": 1, "monthly_spend": 2, "support_calls": 1, "plan": "pro"}
+    # 1e308 is finite: the schema's max refuses it in the shipped policies...
+    import yaml
+
+    from gateway.tabular.config import TabularModelConfig, validate_rows
+    shipped = yaml.safe_load((REPO / "policies/gateway.yaml").read_text())["tabular"]["churn"]
+    _, problems = validate_rows(TabularModelConfig.model_validate(shipped), [{**row, "monthly_spend": 1e308}])
+    assert problems and "above the maximum" in problems[0]
+    _, problems = validate_rows(TabularModelConfig.model_validate(shipped), [{**row, "support_calls": 10**400}])
+    assert problems and "finite" in problems[0]
+    # ...and the example server answers for any finite number instead of overflowing (it used to be a 502)
+    r = post(gw, "/v1/tabular/churn/predict", {"rows": [{**row, "monthly_spend": 1e308}, {**row, "tenure_months": 1e308}]})
+    assert r.status_code == 200, r.text
+    assert [p["prediction"] for p in r.json()["predictions"]] == [1.0, 0.0]
+    direct = httpx.post(model_server.url + "/predict", json={"rows": [{**row, "monthly_spend": "NaN"}]})
+    assert direct.status_code == 400 and "monthly_spend" in direct.json()["error"]
+    assert httpx.post(model_server.url + "/predict", content=b"{not json").status_code == 400
+
+
 def test_unknown_model_and_dead_model_server(gw):
     assert post(gw, "/v1/tabular/nope/predict", {"rows": []}).status_code == 404
     row = {"tenure_months": 1, "monthly_spend": 2, "support_calls": 1, "plan": "pro"}
     r = post(gw, "/v1/tabular/down/predict", {"rows": [row]})
-    assert r.status_code == 502 and r.json()["error"]["code"] == "model_server_error"
+    assert r.status_code == 502 and r.json()["error"]["code"] == "model_server_unreachable"
 
 
 def test_feedback_is_idempotent_and_refuses_unknown_ids_and_conflicts(gw):

@@ -46,6 +46,9 @@ def gw(mock, tmp_path_factory):
       unauthorized:
         targets: [{{upstream: remote, model: "echo?fail_status=401&fail_message=Incorrect+API+key+provided:+{{{{api_key}}}}"}}]
         retries: 0
+      leaky:
+        targets: [{{upstream: remote, model: "echo?fail_status=400&fail_message=%3Chtml%3E%3Cbody%3E%3Ch1%3EInternal+error%3C%2Fh1%3E+at+http%3A%2F%2F10.2.3.4%3A8000%2Finternal%2Fv1%2Fgenerate+token+Bearer+abcdefgh12345678ZZ+host+10.2.3.4+key+sk-other-secret-abcdefghijklmnop+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx%1B%5B31m"}}]
+        retries: 0
       garbage: {{targets: [{{upstream: remote, model: "echo?garbage=true"}}], retries: 0}}
       cut: {{targets: [{{upstream: remote, model: "echo?cut_after=4"}}]}}
       unreachable-then-ok:
@@ -150,3 +153,18 @@ def test_stream_usage_off_sends_no_stream_options(mock, tmp_path):
         chunks = list(openai_client(gw).chat.completions.create(model="echo", messages=msg("a b c"), stream=True))
     usage = chunks[-1].model_extra["gateway"]["usage"]
     assert usage["source"] == "estimated" and usage["output_tokens"] == 3  # counted by the gateway
+
+
+def test_upstream_error_text_reaches_clients_bounded_and_sanitised(gw, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="gateway.upstream"):
+        r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
+                       json={"model": "leaky", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert message.startswith("upstream answered HTTP 400: Internal error")
+    for leak in ("10.2.3.4", "internal/v1", "abcdefgh12345678ZZ", "sk-other-secret", "<h1>", "\x1b"):
+        assert leak not in message, (leak, message)
+    assert "[url]" in message and "[redacted]" in message and len(message) <= 340
+    assert "10.2.3.4:8000/internal" in caplog.text  # the full text: debug log only
