@@ -22,6 +22,7 @@ _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
 # Streams being written right now and requests seen: lets tests check that a client's disconnect
 # really cancelled the upstream stream, and benchmarks check their request counts.
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats")
+_ATTEMPT: web.RequestKey[int] = web.RequestKey("attempt")  # this request's attempt number (per request id)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -57,6 +58,7 @@ async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviou
         return _error(b.fail_status, b.fail_message.replace("{api_key}", token), headers)
     if b.garbage:
         return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="application/json")
+    request[_ATTEMPT] = n
     return b
 
 
@@ -66,6 +68,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return b
     rid = request.headers.get("x-gateway-request-id", "mock-request-0000")
     reply = mock_model.reply_text(b, body, [])
+    attempt = request[_ATTEMPT]
+    if b.vary:
+        reply = f"Attempt {attempt}: {reply}"
+    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
     if not body.get("stream"):
         return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid, b.usage)),
                             content_type="application/json")
@@ -75,7 +81,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     stats["active_streams"] += 1
     try:
         for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid, b.usage)):
-            if b.cut_after is not None and i >= b.cut_after:
+            if cut_after is not None and i >= cut_after:
                 request.transport.close()  # an upstream dying mid-answer
                 return resp
             if b.chunk_delay_ms and i:

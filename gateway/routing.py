@@ -101,7 +101,7 @@ class Router:
                     raise failure(route, ex, last)
                 if not last.retryable or attempt == cfg.retries:
                     break
-                wait = _backoff(cfg.backoff, attempt, last.retry_after)
+                wait = _backoff(cfg.backoff, failures(ex) - 1, last.retry_after)
                 if wait is None or loop.time() + wait >= deadline:
                     break
                 t_wait = time.perf_counter()
@@ -116,8 +116,22 @@ def _backoff(cfg: BackoffConfig, attempt: int, retry_after: float | None) -> flo
         if retry_after > cfg.max_retry_after_s:
             return None
         return retry_after + random.uniform(0, 0.1 * retry_after + 0.01)
-    # "Full jitter" (AWS architecture blog): spreads retries of many clients apart.
-    return random.uniform(0, min(cfg.max_s, cfg.base_s * 2**attempt))
+    # Exponential steps with 25% jitter: retries of many clients still spread apart, but a retry is
+    # never immediate and each wait is clearly longer than the last (until max_s) - what a struggling
+    # upstream needs, and what a chaos tester such as llmock checks for. (Full jitter could wait ~0.)
+    step = min(cfg.max_s, cfg.base_s * 2**attempt)
+    return step * random.uniform(0.75, 1.0)
+
+
+def failures(ex: Exchange) -> int:
+    """Failed attempts of this request so far, across retries, fallbacks and stream resumes: the
+    backoff step keeps growing over the whole request instead of restarting."""
+    return sum(1 for a in ex.attempts if a.outcome != "ok")
+
+
+def backoff_delay(cfg: BackoffConfig, attempt: int) -> float:
+    """The wait before retry number `attempt` (0-based) when no Retry-After was given."""
+    return _backoff(cfg, attempt, None) or 0.0
 
 
 def failure(route: Route, ex: Exchange, last: UpstreamError) -> GatewayError:

@@ -1,11 +1,20 @@
 """Streamed chat completions: relay the upstream's events, with usage accounting and stream guards.
 
-Nothing is retried once the first byte has reached the client; a failure after that ends the stream
-with an OpenAI-style error event, never a silent truncation.
+Two things keep a flaky upstream's faults away from the client:
+  - Headers are held until the upstream has sent a content-bearing event (text, a tool call, a
+    finish reason or usage; or HOLD_BYTES of anything): a fault before that is an ordinary failed
+    attempt, retried or failed over like a non-streamed call.
+  - A fault after content reached the client (cut, stall, malformed event, error event) is resumed
+    by replay when the answer so far is plain text of one choice: the same request is sent again
+    (within the route's retries), the new stream's text is checked against what was already
+    delivered, and only what follows it is relayed. A replay that says something else ends the
+    stream with an OpenAI-style error event, as does running out of retries: never a silent
+    truncation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -14,11 +23,12 @@ import orjson
 from aiohttp import web
 
 from gateway.checks.pii import PSEUDONYMS
-from gateway.exchange import Exchange
+from gateway.errors import GatewayError
+from gateway.exchange import Attempt, Exchange
 from gateway.keys import METER
 from gateway.pii.anonymize import Restorer
 from gateway.pipeline import Pipeline
-from gateway.routing import Route
+from gateway.routing import Route, backoff_delay, failures
 from gateway.runtime import Runtime
 from gateway.sse import DONE_EVENT, encode
 from gateway.stream_guard import StreamGuard
@@ -26,6 +36,30 @@ from gateway.upstreams.base import Upstream, UpstreamError, parse_object
 from gateway.upstreams.sanitize import client_message
 
 log = logging.getLogger("gateway.relay")
+
+HOLD_BYTES = 8192  # at most this much of an upstream's stream is held back before headers are sent
+
+
+class Diverged(Exception):
+    """A replayed stream does not repeat what the client already has."""
+
+
+def _bears_content(chunk: dict[str, Any]) -> bool:
+    if isinstance(chunk.get("usage"), dict):
+        return True
+    for c in chunk.get("choices") or ():
+        delta = c.get("delta") or {}
+        if c.get("finish_reason") or delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+    return False
+
+
+def _check_event(ex: Exchange, payload: bytes) -> dict[str, Any]:
+    chunk = parse_object(payload, "a stream event")
+    if isinstance(chunk.get("error"), dict):
+        raise UpstreamError("upstream_error", client_message(
+            str(chunk["error"].get("message") or "upstream stream error"), upstream=_upstream(ex)))
+    return chunk
 
 
 async def relay_stream(
@@ -36,60 +70,146 @@ async def relay_stream(
     # client), so streamed requests are billed on the upstream's figures, not on our estimate.
     with_usage = {**ex.body, "stream_options": {**(ex.body.get("stream_options") or {}), "include_usage": True}}
 
-    async def open_and_peek(upstream: Upstream, model: str):
-        # Waiting for the first event keeps retries and fallbacks possible: nothing has reached the
-        # client yet. After this point, failures end the stream with an error event instead.
+    async def open_and_hold(upstream: Upstream, model: str):
+        # Reading up to the first content-bearing event keeps retries and fallbacks possible: nothing
+        # has reached the client yet. A role-only first chunk proves little (faults often follow it).
         wants_usage = ex.metered and not client_usage and upstream.stream_usage
         stream = await upstream.open_stream(ex, model, with_usage if wants_usage else ex.body)
+        held: list[bytes] = []
+        size = 0
         try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            await stream.aclose()
-            raise UpstreamError("bad_response", "upstream stream ended before its first event") from None
+            while True:
+                try:
+                    payload = await anext(stream)
+                except StopAsyncIteration:
+                    if stream.saw_done and held:
+                        break
+                    raise UpstreamError("stream_cut", "upstream stream ended before any content") from None
+                held.append(payload)
+                size += len(payload)
+                if _bears_content(_check_event(ex, payload)) or size >= HOLD_BYTES:
+                    break
         except BaseException:
             await stream.aclose()
             raise
-        return stream, first
+        return stream, held
 
     # Opening the stream may overlap the request checks (proxy.alongside_checks): headers are sent only
     # after both are done, so a blocked request never shows the client a byte of the answer.
-    stream, first = await alongside_checks(ex, pipeline, rt.router.call(ex, route, open_and_peek))
-    guard = StreamGuard(ex, pipeline) if pipeline.response_checks else None
-    restorer = Restorer(ex.state[PSEUDONYMS]) if PSEUDONYMS in ex.state else None
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **ex.response_headers(),
-    })
-    template: dict[str, Any] = {}
-    finished: set[int] = set()
-    seen: set[int] = set()
-    received: list[str] = []  # everything the upstream generated, for a token estimate if needed
-    upstream_usage: dict[str, Any] | None = None
-
-    def settle() -> None:
-        if ex.metered and ex.usage is None:
-            request.app[METER].settle(ex, rt, upstream_usage, "".join(received), template.get("model"))
-
+    stream, held = await alongside_checks(ex, pipeline, rt.router.call(ex, route, open_and_hold))
+    relay = _Relay(request, rt, ex, pipeline, client_usage)
+    resumes_left = route.cfg.retries if _replayable_request(ex.body) else 0
     try:
-        await resp.prepare(request)
-        batch = [first, *stream.take_ready()]
+        await relay.resp.prepare(request)
+        batch = held
+        while True:
+            try:
+                await relay.pump(stream, batch)
+                break
+            except (UpstreamError, Diverged) as e:
+                if isinstance(e, Diverged) or resumes_left <= 0 or not relay.resumable():
+                    raise UpstreamError("stream_cut", "upstream stream broke off and a replay said something "
+                                        "else, so it could not be resumed") if isinstance(e, Diverged) else e
+                resumes_left -= 1
+                served = ex.served_by
+                ex.attempts.append(Attempt(served.upstream if served else "?", served.model if served else "?",
+                                           f"{e.kind} mid-stream", 0.0))
+                log.info("request %s: upstream stream failed mid-answer (%s); resuming by replay", ex.id, e.kind)
+                await stream.aclose()
+                await asyncio.sleep(backoff_delay(route.cfg.backoff, failures(ex) - 1))
+                try:
+                    stream, batch = await rt.router.call(ex, route, open_and_hold)
+                except GatewayError as failed:  # no attempt could reopen it: end the client's stream
+                    raise UpstreamError(e.kind, f"{e.message}; resuming failed: {failed.message}") from None
+                relay.start_replay()
+        relay.settle()
+        await relay.resp.write(encode(orjson.dumps(_final_chunk(relay.template, ex))))
+        await relay.resp.write(DONE_EVENT)
+    except UpstreamError as e:
+        # Headers are gone already: end the stream with an error event (the openai SDK raises
+        # APIError on it) instead of a silent truncation.
+        ex.stream_error = e.kind
+        await relay.fail(e)
+    except ConnectionError:
+        ex.stream_error = "client_disconnected"
+        log.info("client went away mid-stream; upstream request %s cancelled", ex.id)
+    finally:
+        if ex.stream_error is None and ex.usage is None and not stream.saw_done:
+            ex.stream_error = "client_disconnected"  # cancelled by aiohttp when the client left
+        relay.settle()  # whatever happened, what was generated is recorded (estimated if need be)
+        await stream.aclose()
+        await relay.close()
+    return relay.resp
+
+
+def _replayable_request(body: dict[str, Any]) -> bool:
+    """Replay can only be checked on plain text of one choice (logprobs would not line up)."""
+    return (body.get("n") in (None, 1)) and not body.get("logprobs")
+
+
+class _Relay:
+    """One client stream, fed by one or more upstream streams (the first, then replays)."""
+
+    def __init__(self, request: web.Request, rt: Runtime, ex: Exchange, pipeline: Pipeline, client_usage: bool):
+        self.request, self.rt, self.ex = request, rt, ex
+        self.client_usage = client_usage
+        self.guard = StreamGuard(ex, pipeline) if pipeline.response_checks else None
+        self.restorer = Restorer(ex.state[PSEUDONYMS]) if PSEUDONYMS in ex.state else None
+        self.resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache", **ex.response_headers(),
+        })
+        self.template: dict[str, Any] = {}
+        self.finished: set[int] = set()
+        self.seen: set[int] = set()
+        self.received: list[str] = []  # everything the upstream generated, for a token estimate if needed
+        self.text: list[str] = []  # choice 0's text as the upstream sent it (what a replay must repeat)
+        self.tool_calls = False
+        self.upstream_usage: dict[str, Any] | None = None
+        self.replay: str | None = None  # text a replay must still repeat before its events are relayed
+        self.replay_finish = False  # ...and its finish reason too
+        self.resumed = False
+
+    def settle(self) -> None:
+        ex = self.ex
+        if ex.metered and ex.usage is None:
+            self.request.app[METER].settle(ex, self.rt, self.upstream_usage, "".join(self.received),
+                                           self.template.get("model"))
+
+    def resumable(self) -> bool:
+        return not self.tool_calls and self.seen <= {0} and (self.guard is None or not self.guard.violation)
+
+    def start_replay(self) -> None:
+        self.replay = "".join(self.text)
+        # The client has the finish already (the cut came before usage and [DONE]): the replay must
+        # repeat the whole answer and its finish, and only its usage and end are relayed.
+        self.replay_finish = 0 in self.finished
+        self.resumed = True
+
+    async def pump(self, stream, batch: list[bytes]) -> None:
+        """Relay `stream` (its first events already read, in `batch`) to the end."""
+        ex, guard, resp = self.ex, self.guard, self.resp
         while batch:
             # Events that arrived together are written together: one write per network read, not
             # per event, which keeps streaming overhead close to a raw byte relay.
             out = bytearray()
             for payload in batch:
-                chunk = parse_object(payload, "a stream event")
-                if not template:
-                    template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
-                if isinstance(chunk.get("error"), dict):
-                    raise UpstreamError("upstream_error", client_message(
-                        str(chunk["error"].get("message") or "upstream stream error"), upstream=_upstream(ex)))
-                _track_choices(chunk, seen, finished, received)
-                if restorer is not None and chunk.get("choices"):
-                    chunk = _restore_chunk(restorer, chunk)
+                chunk = _check_event(ex, payload)
+                if self.replay is not None:
+                    chunk = self._skip_replayed(chunk)
+                    if chunk is None:
+                        continue
+                if not self.template:
+                    self.template = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+                elif self.resumed:  # the replay's chunks carry its own id: keep the client's stream one
+                    chunk = {**chunk, **{k: v for k, v in self.template.items() if k in chunk}}
+                    payload = orjson.dumps(chunk)
+                self._track(chunk)
+                if self.restorer is not None and chunk.get("choices"):
+                    chunk = _restore_chunk(self.restorer, chunk)
                     payload = orjson.dumps(chunk)
                 if isinstance(chunk.get("usage"), dict):
-                    upstream_usage = chunk["usage"]
-                    if not client_usage:
+                    self.upstream_usage = chunk["usage"]
+                    if not self.client_usage:
                         if not chunk.get("choices"):
                             continue  # the usage chunk the client did not ask for
                         chunk = {k: v for k, v in chunk.items() if k != "usage"}
@@ -104,7 +224,7 @@ async def relay_stream(
             if out:
                 await resp.write(bytes(out))
             if guard is not None and guard.violation:
-                break
+                return
             t0 = time.perf_counter()
             try:
                 batch = [await anext(stream), *stream.take_ready()]
@@ -112,49 +232,79 @@ async def relay_stream(
                 batch = []
             finally:
                 ex.upstream_ms += (time.perf_counter() - t0) * 1000
-        if guard is None or not guard.violation:
-            if not stream.saw_done and (not seen or seen - finished):
-                raise UpstreamError("stream_cut", "upstream closed the stream before it finished")
-        settle()
-        await resp.write(encode(orjson.dumps(_final_chunk(template, ex))))
-        await resp.write(DONE_EVENT)
-    except UpstreamError as e:
-        # Headers are gone already: end the stream with an error event (the openai SDK raises
-        # APIError on it) instead of a silent truncation.
-        ex.stream_error = e.kind
-        if guard is not None:
-            for out in await guard.flush():
-                await _write_quietly(resp, encode(orjson.dumps(out)))
-        settle()
+        if self.replay:  # a replay cut before it repeated what the client has (a finish would have diverged)
+            raise UpstreamError("stream_cut", "upstream closed the replayed stream before it caught up")
+        # Cut: a choice without its finish reason (even if [DONE] came: OpenAI-style servers always send
+        # one first), or no [DONE] (what followed the finish, usage included, is missing).
+        if self.seen - self.finished or not stream.saw_done:
+            raise UpstreamError("stream_cut", "upstream closed the stream before it finished")
+
+    def _skip_replayed(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        """Drop from a replayed chunk the text the client already has; None if nothing is left."""
+        choices = chunk.get("choices") or []
+        if not choices:
+            return None if not isinstance(chunk.get("usage"), dict) else chunk
+        rest = []
+        for c in choices:
+            if c.get("index", 0) != 0:
+                raise Diverged()
+            delta = dict(c.get("delta") or {})
+            delta.pop("role", None)  # sent already
+            if delta.get("tool_calls"):
+                raise Diverged()
+            content = delta.get("content") or ""
+            want = self.replay or ""
+            if want.startswith(content):
+                self.replay = want[len(content):]
+                delta.pop("content", None)
+            elif content.startswith(want) and not self.replay_finish:
+                delta["content"] = content[len(want):]
+                self.replay = ""
+            else:
+                raise Diverged()
+            if c.get("finish_reason"):
+                if self.replay:
+                    raise Diverged()  # the replay finished before repeating the delivered text
+                if self.replay_finish:  # the client has this finish already
+                    self.replay_finish = False
+                    c = {k: v for k, v in c.items() if k != "finish_reason"}
+            if delta.get("content") or c.get("finish_reason") or delta.get("refusal"):
+                rest.append({**c, "delta": delta})
+        if self.replay == "" and not self.replay_finish:
+            self.replay = None
+        if not rest and not isinstance(chunk.get("usage"), dict):
+            return None
+        return {**chunk, "choices": rest}
+
+    def _track(self, chunk: dict[str, Any]) -> None:
+        for c in chunk.get("choices") or ():
+            idx = c.get("index", 0)
+            self.seen.add(idx)
+            if c.get("finish_reason"):
+                self.finished.add(idx)
+            delta = c.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                self.received.append(delta["content"])
+                if idx == 0:
+                    self.text.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                self.tool_calls = True
+                args = (call.get("function") or {}).get("arguments")
+                if isinstance(args, str):
+                    self.received.append(args)
+
+    async def fail(self, e: UpstreamError) -> None:
+        if self.guard is not None:
+            for out in await self.guard.flush():
+                await _write_quietly(self.resp, encode(orjson.dumps(out)))
+        self.settle()
         error = {"message": e.message, "type": "upstream_error", "code": e.kind}
-        await _write_quietly(resp, encode(orjson.dumps({"error": error, "gateway": ex.gateway_info()})))
-        await _write_quietly(resp, DONE_EVENT)
-    except ConnectionError:
-        ex.stream_error = "client_disconnected"
-        log.info("client went away mid-stream; upstream request %s cancelled", ex.id)
-    finally:
-        if ex.stream_error is None and ex.usage is None and not stream.saw_done:
-            ex.stream_error = "client_disconnected"  # cancelled by aiohttp when the client left
-        settle()  # whatever happened, what was generated is recorded (estimated if need be)
-        await stream.aclose()
-        if guard is not None:
-            await guard.close()
-    return resp
+        await _write_quietly(self.resp, encode(orjson.dumps({"error": error, "gateway": self.ex.gateway_info()})))
+        await _write_quietly(self.resp, DONE_EVENT)
 
-
-def _track_choices(chunk: dict[str, Any], seen: set[int], finished: set[int], received: list[str]) -> None:
-    for c in chunk.get("choices") or ():
-        idx = c.get("index", 0)
-        seen.add(idx)
-        if c.get("finish_reason"):
-            finished.add(idx)
-        delta = c.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            received.append(delta["content"])
-        for call in delta.get("tool_calls") or ():
-            args = (call.get("function") or {}).get("arguments")
-            if isinstance(args, str):
-                received.append(args)
+    async def close(self) -> None:
+        if self.guard is not None:
+            await self.guard.close()
 
 
 def _restore_chunk(restorer: Restorer, chunk: dict[str, Any]) -> dict[str, Any]:

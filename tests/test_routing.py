@@ -75,7 +75,9 @@ def test_exhausted_429_keeps_status_and_retry_after():
 def test_backoff_is_jittered_and_bounded():
     cfg = BackoffConfig(base_s=0.5, max_s=2)
     waits = [_backoff(cfg, 5, None) for _ in range(200)]
-    assert all(0 <= w <= 2 for w in waits) and len(set(waits)) > 100
+    assert all(1.5 <= w <= 2 for w in waits) and len(set(waits)) > 100  # capped at max_s, 25% jitter
+    steps = [[_backoff(cfg, a, None) for a in range(2)] for _ in range(200)]
+    assert all(0.375 <= a <= 0.5 and 0.75 <= b <= 1.0 for a, b in steps)  # never at once, each wait longer
     assert 3 <= _backoff(cfg, 0, 3) <= 3.31
     assert _backoff(BackoffConfig(max_retry_after_s=5), 0, 6) is None
 

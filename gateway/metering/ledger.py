@@ -306,9 +306,13 @@ def migrate(conn: sqlite3.Connection) -> None:
     if version > len(MIGRATIONS):
         raise RuntimeError(f"ledger schema version {version} is newer than this gateway knows "
                            f"({len(MIGRATIONS)}); upgrade the gateway")
-    for i in range(version, len(MIGRATIONS)):
-        with conn:
-            conn.executescript(f"BEGIN; {MIGRATIONS[i]}; PRAGMA user_version = {i + 1}; COMMIT;")
+    if version == len(MIGRATIONS):
+        return
+    # All pending steps in one transaction: a reader (gateway usage, a test) never sees a half-migrated
+    # ledger, and a crash mid-way leaves the old version intact.
+    steps = "".join(f"{MIGRATIONS[i]}; PRAGMA user_version = {i + 1};" for i in range(version, len(MIGRATIONS)))
+    with conn:
+        conn.executescript(f"BEGIN; {steps} COMMIT;")
 
 
 class Ledger:

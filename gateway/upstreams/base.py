@@ -34,7 +34,9 @@ class UpstreamError(Exception):
     def retryable(self) -> bool:
         """Worth trying the same target again."""
         if self.status is None:
-            return self.kind in ("connect", "timeout", "bad_response")
+            # A stream cut or an error event before any content reached the client: as transient as
+            # a dropped connection (stream_relay holds headers until content, so a retry is invisible).
+            return self.kind in ("connect", "timeout", "bad_response", "stream_cut", "upstream_error")
         return self.status in (408, 409, 429) or self.status >= 500
 
     @property

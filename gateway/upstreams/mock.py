@@ -60,8 +60,12 @@ class MockUpstream:
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _MockStream:
         b = await self._prepare(ex, model)
+        attempt = ex.state["mock_attempts"][self.name]
         reply = mock_model.reply_text(b, body, _context(ex))
-        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id, b.usage), b)
+        if b.vary:
+            reply = f"Attempt {attempt}: {reply}"
+        cut = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
+        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id, b.usage), b, cut)
 
     async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         await self._prepare(ex, model)
@@ -91,10 +95,10 @@ def _context(ex: Exchange) -> list[tuple[str, str]]:
 
 
 class _MockStream:
-    def __init__(self, chunks: list[dict[str, Any]], b: MockBehaviour) -> None:
+    def __init__(self, chunks: list[dict[str, Any]], b: MockBehaviour, cut_after: int | None) -> None:
         self._chunks = iter(chunks)
         self._delay = b.chunk_delay_ms / 1000
-        self._cut_after = b.cut_after
+        self._cut_after = cut_after
         self._sent = 0
         self.saw_done = False
 

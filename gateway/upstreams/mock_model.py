@@ -37,6 +37,8 @@ class MockBehaviour(BaseModel):
     retry_after: float | None = Field(default=None, ge=0)
     hang: bool = False  # never answer (the gateway's timeouts must fire)
     cut_after: int | None = Field(default=None, ge=0, description="stream: stop after N chunks, unfinished")
+    cut_times: int | None = Field(default=None, ge=0, description="cut only this many attempts, then stream in full")
+    vary: bool = False  # each attempt's answer starts differently ("Attempt N: ..."): a replay cannot match
     garbage: bool = False  # answer 200 with a body that is not JSON
     usage: Literal["normal", "missing", "invalid"] = "normal"  # how the answer reports token usage
 

@@ -1,0 +1,115 @@
+"""Streams whose upstream fails: held until content so early faults are plain retries, resumed by
+replay after content reached the client, and never silently truncated (issue #19, item 2).
+
+The upstream is the mock model served over real HTTP (`gateway mock-server`'s app), so a cut is a
+closed TCP connection, as from a real upstream dying mid-answer."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from tests.helpers import running_gateway, running_mock_server, write_policies
+
+TEXT = "one two three four five six seven eight"
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    with running_mock_server() as mock:
+        models = {
+            # cut_times=1: only the first attempt breaks
+            "role-only": "echo?cut_after=1&cut_times=1",           # after the role chunk: nothing delivered yet
+            "mid": "echo?cut_after=4&cut_times=1",                 # after "one two three"
+            "after-finish": "echo?cut_after=10&cut_times=1",       # finish sent; usage and [DONE] lost
+            "diverging": "echo?cut_after=4&cut_times=1&vary=true",  # the replay says something else
+            "always": "echo?cut_after=4",                          # every attempt breaks
+            "early-always": "echo?cut_after=1",
+        }
+        routes = "\n".join(f'  {name}: {{targets: [{{upstream: remote, model: "{m}"}}], retries: 2, '
+                           'backoff: {base_s: 0.01}}' for name, m in models.items())
+        root = write_policies(tmp_path_factory.mktemp("p"), f"""
+upstreams:
+  remote: {{type: openai, base_url: "{mock.url}/v1", timeouts: {{connect_s: 2, read_s: 5}}}}
+models:
+{routes}
+server: {{watch_interval_s: 0}}
+""")
+        ledger = root / "ledger.db"
+        with running_gateway(root, ledger=ledger) as server:
+            server.ledger = ledger
+            yield server
+
+
+def stream(gw, model: str) -> tuple[str, list[dict], int]:
+    """(text the client got, every event, number of finish reasons)."""
+    events = []
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=30,
+                      json={"model": model, "messages": [{"role": "user", "content": TEXT}], "stream": True}) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-gateway-request-id"]
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    text = "".join((c.get("delta") or {}).get("content") or "" for e in events for c in e.get("choices") or ())
+    finishes = sum(1 for e in events for c in e.get("choices") or () if c.get("finish_reason"))
+    gw.last_id = rid
+    return text, events, finishes
+
+
+def ledger_row(gw, rid: str) -> dict:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if gw.ledger.exists():
+            with sqlite3.connect(gw.ledger) as conn:
+                conn.row_factory = sqlite3.Row
+                row = conn.execute("SELECT * FROM requests WHERE request_id = ?", (rid,)).fetchone()
+            if row is not None:
+                return dict(row)
+        time.sleep(0.05)
+    raise AssertionError(f"no ledger row for {rid}")
+
+
+def test_a_fault_before_any_content_is_retried_invisibly(gw):
+    text, events, finishes = stream(gw, "role-only")
+    assert text == TEXT and finishes == 1 and not any("error" in e for e in events)
+    row = ledger_row(gw, gw.last_id)
+    assert row["outcome"] == "ok" and row["attempts"] == 2
+
+
+@pytest.mark.parametrize("model", ["mid", "after-finish"])
+def test_a_fault_after_content_is_resumed_by_replay_without_duplicates(gw, model):
+    text, events, finishes = stream(gw, model)
+    assert text == TEXT, text  # every word once, in order
+    assert finishes == 1 and not any("error" in e for e in events)
+    ids = {e["id"] for e in events if "id" in e}
+    assert len(ids) == 1  # one stream to the client, though two upstream streams fed it
+    row = ledger_row(gw, gw.last_id)
+    assert row["outcome"] == "ok" and row["stream"] == 1 and row["output_tokens"] > 0
+
+
+def test_a_replay_that_says_something_else_ends_with_an_error_event(gw):
+    text, events, finishes = stream(gw, "diverging")
+    assert text and TEXT not in text and text.startswith("Attempt 1:")  # what was delivered stays as it was
+    assert events[-1]["error"]["code"] == "stream_cut" and "said something else" in events[-1]["error"]["message"]
+    assert ledger_row(gw, gw.last_id)["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("model", ["always", "early-always"])
+def test_when_every_attempt_breaks_the_stream_ends_with_an_error_not_silence(gw, model):
+    started = time.monotonic()
+    if model == "early-always":  # nothing was ever delivered: an ordinary failed request (502)
+        r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
+                       json={"model": model, "messages": [{"role": "user", "content": TEXT}], "stream": True})
+        assert r.status_code == 502 and "stream" in r.json()["error"]["message"]
+        return
+    text, events, finishes = stream(gw, model)
+    assert TEXT.startswith(text) and finishes == 0
+    assert events[-1]["error"]["code"] == "stream_cut"
+    row = ledger_row(gw, gw.last_id)
+    assert row["outcome"] == "failed" and row["attempts"] >= 3
+    assert time.monotonic() - started < 10
