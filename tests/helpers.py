@@ -92,7 +92,7 @@ def running_gateway(
     server = ServerThread(app).start()
     try:
         if wait_ready:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90  # a cold first import of presidio/spaCy/torch can take a while
             while not app[HOLDER].ready and time.monotonic() < deadline:
                 time.sleep(0.02)
         yield server
@@ -140,8 +140,18 @@ def gateway_cmd(*args: str) -> list[str]:
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60):
-    return subprocess.run(gateway_cmd(*args), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    result = subprocess.run(gateway_cmd(*args), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    session_log(result.stderr)  # what a command logs is searched for canaries with the rest (conftest)
+    return result
+
+
+def session_log(text: str) -> None:
+    """Append a subprocess's log output to the test session's log (see tests/conftest.py)."""
+    path = os.environ.get("GATEWAY_TEST_LOG")
+    if path and text:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
 
 
 def wait_http(url: str, timeout: float = 20) -> httpx.Response:

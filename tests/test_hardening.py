@@ -10,7 +10,9 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import REPO, free_port, gateway_cmd, post, running_gateway, wait_http, write_policies
+from tests.canaries import KEY as CANARY_KEY
+from tests.canaries import PROMPT as CANARY_PROMPT
+from tests.helpers import REPO, free_port, gateway_cmd, post, running_gateway, session_log, wait_http, write_policies
 
 GATEWAY = """
 upstreams: {mock: {type: mock}}
@@ -24,8 +26,6 @@ server:
   cors_origins: ["https://app.example.com"]
 """
 
-CANARY_KEY = "sk-canary-Zq81XvT4pL0kWm2s"
-CANARY_PROMPT = "canary prompt: my grandmother's recipe is 7 cups of quartzflour"
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +219,7 @@ def test_logs_hold_no_forged_lines_no_header_values_and_no_prompt(served):
                    json={"model": "echo", "messages": [{"role": "user", "content": CANARY_PROMPT}]})
     assert r.status_code in (200, 401), r.text
     log = stop()
+    session_log(log)
     assert "gateway.access" in log  # the access log was on
     assert not any(line.lstrip().startswith("2026-12-01 00:00:00,000") for line in log.splitlines()), log
     forged = [line for line in log.splitlines() if "FORGED" in line]
