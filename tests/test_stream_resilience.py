@@ -64,12 +64,14 @@ def stream(gw, model: str) -> tuple[str, list[dict], int]:
 def ledger_row(gw, rid: str) -> dict:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if gw.ledger.exists():
+        try:  # the file exists a moment before its first migration commits
             with sqlite3.connect(gw.ledger) as conn:
                 conn.row_factory = sqlite3.Row
                 row = conn.execute("SELECT * FROM requests WHERE request_id = ?", (rid,)).fetchone()
-            if row is not None:
-                return dict(row)
+        except sqlite3.OperationalError:
+            row = None
+        if row is not None:
+            return dict(row)
         time.sleep(0.05)
     raise AssertionError(f"no ledger row for {rid}")
 
