@@ -25,6 +25,7 @@ from gateway.metering.meter import Meter
 from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
+from gateway.state.redis import RedisCounters
 from gateway.upstreams.openai import HttpPool
 
 log = logging.getLogger("gateway.app")
@@ -205,7 +206,10 @@ async def _metering(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(ledger.recover)
         except Exception as e:
             log.error("could not replay the ledger journal (%s); its files are kept", e)
-    if ledger is not None and isinstance(meter.counters, InProcessCounters):
+    shared = isinstance(meter.counters, RedisCounters)
+    if shared:
+        await meter.counters.check()  # unreachable / wrong password / no scripting: a start-up error
+    if ledger is not None and (shared or isinstance(meter.counters, InProcessCounters)):
         now = time.time()
         seeds = {}
         for column, prefix in (("key", "key:"), ("grp", "group:")):
@@ -216,10 +220,15 @@ async def _metering(app: web.Application) -> AsyncIterator[None]:
                     log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.path, e)
                     spent = {}
                 seeds.setdefault(period, {}).update({prefix + k: v for k, v in spent.items()})
-        meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+        if shared:
+            await meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+        else:
+            meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
     if ledger is not None:
         ledger.start()
     yield
+    if shared:
+        await meter.counters.close()
     if ledger is not None:
         await asyncio.to_thread(ledger.close)
 
@@ -246,6 +255,14 @@ async def _policies(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
+def counter_store(runtime: Runtime, metrics_: Metrics):
+    """The CounterStore `state.counters` names, chosen once here (the rest of the gateway never asks)."""
+    if runtime.state.counters == "redis":
+        return RedisCounters(runtime.state, runtime.state.redis_url() or "",
+                             on_error=metrics_.child(metrics_.state_errors, "redis").inc)
+    return InProcessCounters()
+
+
 def build_app(
     policies_dir: Path, runtime: Runtime, pool: HttpPool, *, ledger_path: Path | None = None,
     prompts_dir: Path | None = None, vet=None,
@@ -259,7 +276,7 @@ def build_app(
     if ledger_path is not None:
         ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc,
                         journal_dir=runtime.ledger_journal)
-    app[METER] = Meter(metrics_, InProcessCounters(), ledger)
+    app[METER] = Meter(metrics_, counter_store(runtime, metrics_), ledger)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)

@@ -69,6 +69,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     policies = _policies_dir(args.policies)
     prompts = prompts_dir(args.prompts, policies)
     runtime, pool = _load_or_exit(policies, prompts)
+    if args.workers < 1:
+        print(f"gateway: --workers must be 1 or more (got {args.workers})", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        if runtime.state.counters != "redis":
+            print(f"gateway: --workers {args.workers} needs shared counters: set `state: {{counters: redis}}` in "
+                  f"{policies / 'gateway.yaml'} (and the Redis URL in $GATEWAY_REDIS_URL). With the embedded "
+                  "counters every worker would enforce each limit and budget on its own.", file=sys.stderr)
+            return 2
+        from gateway.workers import supervise
+
+        return supervise(args.workers, _child_args(args), runtime.settings.shutdown_grace_s)
     open_public = runtime.keys.open_mode and not is_loopback(args.host)
     if open_public and not args.allow_open:
         print(f"gateway: refusing to serve in open mode (no keys in {policies / 'gateway.yaml'}) on "
@@ -107,7 +119,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"state: {sdir}) - Ctrl-C to stop", flush=True)
 
     return serve(app, args.host, args.port, shutdown_timeout=runtime.settings.shutdown_grace_s, loop=loop,
-                 on_ready=ready)
+                 on_ready=ready, reuse_port=args.reuse_port)
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    """The worker's command line: the supervisor's own options, without --workers."""
+    out = ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level]
+    for flag in ("policies", "state_dir", "ledger", "prompts"):
+        if getattr(args, flag):
+            out += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.allow_open:
+        out.append("--allow-open")
+    if args.access_log:
+        out.append("--access-log")
+    return out
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -211,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes on one port (needs state.counters: redis); default 1")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for workers
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-policies", help="validate the policies and prompts directories; exit 2 on errors")

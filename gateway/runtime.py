@@ -28,6 +28,7 @@ from gateway.prompts.registry import Registry, load_registry
 from gateway.prompts.store import PromptStore
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
+from gateway.state.config import StateSettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock import MockUpstream
 from gateway.upstreams.openai import HttpPool, OpenAIUpstream
@@ -57,6 +58,7 @@ class Runtime:
     warnings: list[str] = field(default_factory=list)
     tabular: dict[str, Any] = field(default_factory=dict)  # name -> tabular.service.TabularModel
     ledger_journal: bool = True  # metering.journal (read when the ledger starts)
+    state: StateSettings = field(default_factory=StateSettings)  # read at start-up (a change needs a restart)
     loaded_at: float = field(default_factory=time.time)
 
     async def warm(self) -> None:
@@ -207,6 +209,10 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True,
                                    scopes=scopes("key", "open-mode", gw.open_mode.limits, None, ("open_mode",)))
 
+    if gw.state.counters == "redis" and not gw.state.redis_url():
+        problems.append(f"{gw_doc.where(('state', 'redis_url_env'))}: state.redis_url_env: env var "
+                        f"{gw.state.redis_url_env} is not set (the Redis URL for state.counters: redis, e.g. "
+                        "redis://127.0.0.1:6379/0)")
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
     tabular = _load_tabular(gw, gw_doc, policies_dir, problems)
@@ -215,7 +221,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
                    prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
-                   tabular=tabular, ledger_journal=gw.metering.journal)
+                   tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:

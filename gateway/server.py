@@ -161,7 +161,7 @@ class AddressInUse(RuntimeError):
 
 
 async def start(app: web.Application, host: str, port: int, *, shutdown_timeout: float,
-                handler_cancellation: bool = True) -> GatewayRunner:
+                handler_cancellation: bool = True, reuse_port: bool = False) -> GatewayRunner:
     """Set the app up and listen; `AddressInUse` names the address if it cannot be had."""
     import errno
 
@@ -169,7 +169,7 @@ async def start(app: web.Application, host: str, port: int, *, shutdown_timeout:
                            shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     except OSError as e:
         await runner.cleanup()
         if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -183,7 +183,7 @@ async def start(app: web.Application, host: str, port: int, *, shutdown_timeout:
 
 
 def serve(app: web.Application, host: str, port: int, *, shutdown_timeout: float, loop=None,
-          on_ready: Callable[[], None] | None = None) -> int:
+          on_ready: Callable[[], None] | None = None, reuse_port: bool = False) -> int:
     """Run until SIGINT / SIGTERM, then drain in-flight requests (up to `shutdown_timeout`) and
     close every resource (cleanup_ctx). Returns the process exit code."""
     import signal
@@ -193,9 +193,12 @@ def serve(app: web.Application, host: str, port: int, *, shutdown_timeout: float
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     try:
+        from gateway.state.redis import StateError
+
         try:
-            runner = loop.run_until_complete(start(app, host, port, shutdown_timeout=shutdown_timeout))
-        except AddressInUse as e:
+            runner = loop.run_until_complete(start(app, host, port, shutdown_timeout=shutdown_timeout,
+                                                   reuse_port=reuse_port))
+        except (AddressInUse, StateError) as e:  # a start-up problem the user fixes: a message, not a traceback
             print(f"gateway: {e}", file=sys.stderr)
             return 2
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -164,3 +164,20 @@ def wait_http(url: str, timeout: float = 20) -> httpx.Response:
             last = e
             time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer: {last}")
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (with the reason) when a service the test needs is not running here; `.ci/run` sets
+    GATEWAY_TEST_REQUIRE_SERVICES=1, which turns that skip into a failure."""
+    import pytest
+
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError as e:
+        reason = f"{name} is not running on {host}:{port} ({e.strerror or e})"
+        if os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + "; GATEWAY_TEST_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.auth import KeyConfig, OpenModeConfig
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
+from gateway.state.config import StateSettings
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
@@ -62,5 +63,7 @@ class GatewayFile(BaseModel):
     groups: dict[str, GroupConfig] = Field(default_factory=dict)
     open_mode: OpenModeConfig = Field(default_factory=OpenModeConfig)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
+    # Where rate-limit and budget counters live: this process (default) or Redis (several workers/replicas).
+    state: StateSettings = Field(default_factory=StateSettings)
     # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.
     tabular: dict[str, TabularModelConfig] = Field(default_factory=dict)

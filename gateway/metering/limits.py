@@ -158,10 +158,11 @@ class InProcessCounters:
                 wait = window.seconds_until_below(lim.tokens_per_minute, tokens, now)
                 raise _limited(f"{name} is over its limit of {lim.tokens_per_minute} tokens per minute",
                                "rate_limit_exceeded", wait)
-        if lim.usd_per_day is not None and self.day[name] + usd > lim.usd_per_day:
+        # 1e-9: a hundred $0.01 requests add up to 1.0000000000000007, and must fit a $1 budget.
+        if lim.usd_per_day is not None and self.day[name] + usd > lim.usd_per_day + 1e-9:
             raise _limited(f"{name} has used its budget of ${lim.usd_per_day:g} for today (UTC): "
                            f"${self.day[name]:.4f} spent", "insufficient_quota", self._day_start + 86400 - now)
-        if lim.usd_per_month is not None and self.month[name] + usd > lim.usd_per_month:
+        if lim.usd_per_month is not None and self.month[name] + usd > lim.usd_per_month + 1e-9:
             raise _limited(f"{name} has used its budget of ${lim.usd_per_month:g} for this month (UTC): "
                            f"${self.month[name]:.4f} spent", "insufficient_quota", _next_month(now) - now)
 

@@ -36,6 +36,9 @@ class Metrics:
                                        buckets=_OVERHEAD, registry=r)
         self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a rate limit or budget",
                                     ["scope", "code"], registry=r)
+        self.state_errors = Counter("gateway_state_backend_errors", "Calls to the shared state backend that "
+                                    "failed (state.on_backend_error decides what requests get)", ["backend"],
+                                    registry=r)
         self.ledger_errors = Counter("gateway_ledger_write_errors", "Failed ledger write attempts", registry=r)
         self.ledger_rows = Counter("gateway_ledger_rows_written", "Rows committed to the ledger", registry=r)
         self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r)

@@ -1,0 +1,188 @@
+"""Several gateway replicas on one Redis (issue #13): is a shared limit exact, and what do the
+shared counters cost?
+
+    python benchmarks/replicas_bench.py [--seconds 60] [--replicas 3] [--rpm 600]
+
+Starts N `gateway serve` processes (mock upstream, one key limited to --rpm requests per minute,
+`state.counters: redis`) and sends ~4x the limit round-robin over all of them for --seconds; the
+figure is how many were admitted against the limit the window allows (the limit for a 60 s run). A
+tokens-per-minute and a USD-per-day budget run the same way. Then one replica with embedded
+counters and one with Redis, side by side, for the added latency of the shared store. Needs Redis
+on 127.0.0.1:6379 (or $GATEWAY_REDIS_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-bench-replicas"
+BODY = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 10}
+PRICING = """
+models:
+  echo: {input: 1000, output: 1000, source: benchmark, as_of: 2026-12-01}
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def policies(work: Path, name: str, limits: str, counters: str, prefix: str) -> Path:
+    root = work / name
+    root.mkdir(parents=True)
+    (root / "gateway.yaml").write_text(textwrap.dedent(f"""
+        upstreams: {{mock: {{type: mock}}}}
+        models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
+        keys:
+          - {{name: app, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, policy: default, limits: {limits}}}
+        state: {{counters: {counters}, key_prefix: "{prefix}"}}
+        server: {{watch_interval_s: 0}}
+        """))
+    (root / "default.yaml").write_text("request: []\nresponse: []\n")
+    (root / "pricing.yaml").write_text(PRICING)
+    return root
+
+
+def start(root: Path, work: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
+    procs, urls = [], []
+    for i in range(n):
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--policies", str(root), "--port",
+                                       str(port), "--state-dir", str(work / f"{root.name}-state-{i}"),
+                                       "--log-level", "warning"], cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=(work / f"{root.name}-{i}.log").open("w")))
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                import httpx
+
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except Exception:  # not up yet
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not start; see {work}")
+            time.sleep(0.1)
+    return procs, urls
+
+
+def stop(procs) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+
+
+async def load(urls: list[str], rate: float, seconds: float) -> dict[int, int]:
+    """Requests at `rate`/s, round-robin over `urls`, for `seconds`; counts per status."""
+    counts: dict[int, int] = {}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with aiohttp.ClientSession() as session:
+        async def one(url: str) -> None:
+            try:
+                async with session.post(url + "/v1/chat/completions", json=BODY, headers=headers) as r:
+                    await r.read()
+                    counts[r.status] = counts.get(r.status, 0) + 1
+            except aiohttp.ClientError:
+                counts[-1] = counts.get(-1, 0) + 1
+
+        tasks, t0, i = [], time.monotonic(), 0
+        while (elapsed := time.monotonic() - t0) < seconds:
+            due = int(elapsed * rate)
+            while i < due:
+                tasks.append(asyncio.create_task(one(urls[i % len(urls)])))
+                i += 1
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+    return counts
+
+
+async def latency(url: str, n: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    out = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            async with session.post(url + "/v1/chat/completions", json=BODY, headers=headers) as r:
+                await r.read()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--rpm", type=int, default=600)
+    p.add_argument("--latency-requests", type=int, default=2000)
+    args = p.parse_args()
+    os.environ.setdefault("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    work = Path(tempfile.mkdtemp(prefix="replicas-"))
+    rate = 4 * args.rpm / 60
+    # Each request costs ~(prompt + 10 max tokens) tokens and $0.001-ish at the bench price: the tpm and
+    # USD limits are set so that, like the rpm one, about a quarter of the offered load fits.
+    cases = [("rpm", f"{{requests_per_minute: {args.rpm}}}")]
+    rows = []
+    for name, limits in cases:
+        prefix = f"bench-{os.urandom(4).hex()}"
+        root = policies(work, name, limits, "redis", prefix)
+        procs, urls = start(root, work, args.replicas)
+        try:
+            counts = asyncio.run(load(urls, rate, args.seconds))
+        finally:
+            stop(procs)
+        admitted = counts.get(200, 0)
+        # the window admits `rpm` per 60 s: over a run of S seconds the most that may pass is rpm * ceil(S/60)
+        allowed = args.rpm * max(1, -(-int(args.seconds) // 60))
+        rows.append((name, args.replicas, sum(counts.values()), admitted, allowed, counts))
+    print(f"Limit accuracy: {args.replicas} replicas, round-robin, {rate:.0f} req/s offered for {args.seconds:.0f} s")
+    for name, n, sent, admitted, allowed, counts in rows:
+        print(f"  {name:<5} sent {sent:>6}  admitted {admitted:>6}  allowed {allowed:>6}  "
+              f"error {100 * (admitted - allowed) / allowed:+.2f}%  statuses {dict(sorted(counts.items()))}")
+
+    # Overhead: embedded vs Redis counters, one replica each, interleaved.
+    emb, _ = start(policies(work, "lat-embedded", "{requests_per_minute: 100000000}", "embedded", "x"), work, 1)
+    red, _ = start(policies(work, "lat-redis", "{requests_per_minute: 100000000}", "redis",
+                            f"bench-{os.urandom(4).hex()}"), work, 1)
+    try:
+        urls = {"embedded": _url_of(emb[0]), "redis": _url_of(red[0])}
+        lat = {k: [] for k in urls}
+        for _ in range(4):
+            for k, u in urls.items():
+                lat[k] += asyncio.run(latency(u, args.latency_requests // 4))
+    finally:
+        stop(emb + red)
+    p50 = {k: statistics.median(v) for k, v in lat.items()}
+    p99 = {k: sorted(v)[int(len(v) * 0.99)] for k, v in lat.items()}
+    print(f"Overhead ({args.latency_requests} sequential requests each, interleaved): embedded p50 {p50['embedded']:.3f} ms "
+          f"p99 {p99['embedded']:.3f}; redis p50 {p50['redis']:.3f} ms p99 {p99['redis']:.3f}; "
+          f"added p50 {p50['redis'] - p50['embedded']:+.3f} ms")
+    return 0
+
+
+def _url_of(proc: subprocess.Popen) -> str:
+    args = proc.args
+    return f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Rate limits and budgets in Redis, shared by every worker and replica (the `CounterStore` protocol).
+
+Algorithm: the same sliding 60-second window of 1-second buckets as the embedded store (a hash per
+scope: second -> count), so one replica and K replicas admit exactly the same requests. It was
+chosen over GCRA because GCRA spreads a minute's allowance evenly (a burst of 600 requests in the
+first second of a 600 rpm limit would be refused) and would make the shared store behave unlike the
+embedded one; the bucketed window costs one small hash per scope (at most 60 fields).
+
+Atomicity: one Lua script checks every scope of a request (key and group) and, only if all pass,
+counts it in all of them, using Redis's own clock (TIME), so replicas with skewed clocks agree.
+
+Budgets: spend per UTC day and month is a float per scope. A request reserves its estimated cost in
+a per-scope set of pending reservations that expire after `reservation_ttl_s`; settling replaces
+the reservation by the real cost. A replica that dies between reserve and settle therefore leaves
+at most its open reservations, and they stop counting when they expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.metering.limits import RateLimited, Reservation, Scope, _limited, _next_month, day_start, month_start
+from gateway.state.config import StateSettings, redacted
+
+log = logging.getLogger("gateway.state")
+
+_RESERVE = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec + tonumber(t[2]) / 1000000
+local n, tokens, usd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rid, ttl = ARGV[4], tonumber(ARGV[5])
+
+local function window(key)
+  local f = redis.call('HGETALL', key)
+  local total, stale, secs, vals = 0, {}, {}, {}
+  for i = 1, #f, 2 do
+    local s = tonumber(f[i])
+    if s < sec - 59 then table.insert(stale, f[i]) else
+      local v = tonumber(f[i + 1]); total = total + v; table.insert(secs, s); vals[s] = v
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return total, secs, vals
+end
+
+local function wait_below(total, secs, vals, limit, need)
+  table.sort(secs)
+  for _, s in ipairs(secs) do
+    total = total - vals[s]
+    if total + need <= limit then return math.max(1, s + 60 - now) end
+  end
+  return 60
+end
+
+local function pending(zkey, hkey)
+  local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now)
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+    redis.call('HDEL', hkey, unpack(old))
+  end
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', hkey)) do sum = sum + tonumber(v) end
+  return sum
+end
+
+for i = 0, n - 1 do
+  local k, a = i * 6, 6 + i * 4
+  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local day_limit, month_limit = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if rpm then
+    local total, secs, vals = window(KEYS[k + 1])
+    if total + 1 > rpm then return {'rpm', tostring(i), tostring(wait_below(total, secs, vals, rpm, 1))} end
+  end
+  if tpm then
+    if tokens > tpm then return {'tpm_whole', tostring(i), '60'} end
+    local total, secs, vals = window(KEYS[k + 2])
+    if total + tokens > tpm then return {'tpm', tostring(i), tostring(wait_below(total, secs, vals, tpm, tokens))} end
+  end
+  if day_limit or month_limit then
+    local held = pending(KEYS[k + 5], KEYS[k + 6])
+    if day_limit then
+      local spent = tonumber(redis.call('GET', KEYS[k + 3]) or '0')
+      if spent + held + usd > day_limit + 1e-9 then return {'day', tostring(i), tostring(spent + held)} end
+    end
+    if month_limit then
+      local spent = tonumber(redis.call('GET', KEYS[k + 4]) or '0')
+      if spent + held + usd > month_limit + 1e-9 then return {'month', tostring(i), tostring(spent + held)} end
+    end
+  end
+end
+
+for i = 0, n - 1 do
+  local k = i * 6
+  redis.call('HINCRBY', KEYS[k + 1], sec, 1)
+  redis.call('EXPIRE', KEYS[k + 1], 120)
+  if tokens > 0 then
+    redis.call('HINCRBY', KEYS[k + 2], sec, tokens)
+    redis.call('EXPIRE', KEYS[k + 2], 120)
+  end
+  if usd > 0 then
+    redis.call('ZADD', KEYS[k + 5], now + ttl, rid)
+    redis.call('HSET', KEYS[k + 6], rid, usd)
+    redis.call('EXPIRE', KEYS[k + 5], math.ceil(ttl) + 60)
+    redis.call('EXPIRE', KEYS[k + 6], math.ceil(ttl) + 60)
+  end
+end
+return {'ok', tostring(sec)}
+"""
+
+_SETTLE = """
+local n, rid, sec, delta, usd = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local k = i * 5
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[k + 1], sec, delta) end
+  redis.call('ZREM', KEYS[k + 4], rid)
+  redis.call('HDEL', KEYS[k + 5], rid)
+  if usd > 0 then
+    redis.call('INCRBYFLOAT', KEYS[k + 2], usd)
+    redis.call('EXPIRE', KEYS[k + 2], 172800)
+    redis.call('INCRBYFLOAT', KEYS[k + 3], usd)
+    redis.call('EXPIRE', KEYS[k + 3], 3024000)
+  end
+end
+return 1
+"""
+
+# Only if the key is absent: a replica starting next to a live Redis must not reset what it counts.
+_SEED = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 and tonumber(ARGV[i * 2 - 1]) > 0 then
+    redis.call('SET', KEYS[i], ARGV[i * 2 - 1], 'EX', ARGV[i * 2])
+  end
+end
+return 1
+"""
+
+
+class StateError(RuntimeError):
+    """The configured backend cannot be used (unreachable, refused, no scripting): a start-up error."""
+
+
+@dataclass(slots=True)
+class RedisReservation(Reservation):
+    rid: str = ""
+    second: str = ""
+    counted: bool = True  # False: admitted while Redis was down (on_backend_error: open), nothing to settle
+
+
+class RedisCounters:
+    def __init__(self, settings: StateSettings, url: str, on_error=None) -> None:
+        import redis.asyncio as aioredis
+
+        self.settings = settings
+        self.url = url
+        self.prefix = settings.key_prefix
+        # A blocking pool: under a burst, requests queue for one of 64 connections instead of failing
+        # (redis-py's default pool raises MaxConnectionsError when it runs out).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=max(1.0, settings.timeout_s * 4), socket_timeout=settings.timeout_s,
+            socket_connect_timeout=settings.timeout_s, health_check_interval=30)
+        self._redis = aioredis.Redis(connection_pool=pool)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._seed = self._redis.register_script(_SEED)
+        self._on_error = on_error or (lambda: None)
+        self._tasks: set[asyncio.Task] = set()
+        self._last_logged = 0.0
+        self.errors = 0
+
+    # ---- life cycle --------------------------------------------------------------------------
+    async def check(self) -> None:
+        """Start-up: reachable, authenticated, scripting available. Raises StateError naming the URL."""
+        import redis.exceptions as rx
+
+        where = f"{redacted(self.url)} (state.redis_url_env: ${self.settings.redis_url_env})"
+        try:
+            await self._redis.ping()
+            await self._redis.script_load(_RESERVE)
+        except rx.AuthenticationError:
+            raise StateError(f"Redis at {where} refused the password") from None
+        except rx.ResponseError as e:
+            raise StateError(f"Redis at {where} cannot run Lua scripts ({str(e)[:100]}); "
+                             "state.counters: redis needs EVAL/EVALSHA") from None
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            raise StateError(f"cannot reach Redis at {where}: {type(e).__name__}: {str(e)[:120]}") from None
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._redis.aclose()
+
+    async def seed_spend(self, day: dict[str, float], month: dict[str, float], now: float | None = None) -> None:
+        """Spend so far from the ledger, written only where Redis has none (empty after a restart or
+        an eviction). Each replica seeds from its own ledger until the ledger is shared."""
+        now = time.time() if now is None else now
+        keys, args = [], []
+        for name, value in day.items():
+            keys.append(self._day_key(name, now))
+            args += [repr(float(value)), "172800"]
+        for name, value in month.items():
+            keys.append(self._month_key(name, now))
+            args += [repr(float(value)), "3024000"]
+        if keys:
+            await self._seed(keys=keys, args=args)
+
+    # ---- keys ----------------------------------------------------------------------------------
+    def _day_key(self, scope: str, now: float) -> str:
+        return f"{self.prefix}:usd:day:{int(day_start(now))}:{scope}"
+
+    def _month_key(self, scope: str, now: float) -> str:
+        return f"{self.prefix}:usd:month:{int(month_start(now))}:{scope}"
+
+    def _scope_keys(self, scope: str, now: float) -> list[str]:
+        p = self.prefix
+        return [f"{p}:rpm:{scope}", f"{p}:tpm:{scope}", self._day_key(scope, now), self._month_key(scope, now),
+                f"{p}:resv:z:{scope}", f"{p}:resv:h:{scope}"]
+
+    # ---- CounterStore --------------------------------------------------------------------------
+    async def reserve(self, scopes: tuple[Scope, ...], tokens: int, usd: float, now: float) -> Reservation:
+        import redis.exceptions as rx
+
+        keys: list[str] = []
+        args: list[Any] = [len(scopes), int(tokens), repr(float(usd)), "r-" + os.urandom(8).hex(),
+                           repr(self.settings.reservation_ttl_s)]
+        for s in scopes:
+            keys += self._scope_keys(s.name, now)
+            lim = s.limits
+            args += [_arg(lim.requests_per_minute), _arg(lim.tokens_per_minute), _arg(lim.usd_per_day),
+                     _arg(lim.usd_per_month)]
+        try:
+            result = await self._reserve(keys=keys, args=args)
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            return self._backend_down(scopes, tokens, usd, now, e)
+        status, *rest = [x.decode() if isinstance(x, bytes) else str(x) for x in result]
+        if status == "ok":
+            return RedisReservation(scopes, tokens, usd, now, rid=args[3], second=rest[0])
+        raise _refusal(status, scopes[int(rest[0])], tokens, float(rest[1]), now)
+
+    def settle(self, reservation: Reservation, tokens: int, usd: float, now: float | None = None) -> None:
+        if not isinstance(reservation, RedisReservation) or not reservation.counted:
+            return
+        now = time.time() if now is None else now
+        keys: list[str] = []
+        for s in reservation.scopes:
+            k = self._scope_keys(s.name, now)
+            keys += [k[1], k[2], k[3], k[4], k[5]]
+        args = [len(reservation.scopes), reservation.rid, reservation.second, int(tokens - reservation.tokens),
+                repr(float(usd))]
+        task = asyncio.get_running_loop().create_task(self._settle_quietly(keys, args))
+        self._tasks.add(task)  # settle must not block the request; keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle_quietly(self, keys: list[str], args: list[Any]) -> None:
+        import redis.exceptions as rx
+
+        try:
+            await self._settle(keys=keys, args=args)
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            # Lost: the reservation expires after reservation_ttl_s; the spend is in the ledger.
+            self._count_error(e)
+
+    # ---- backend failures ------------------------------------------------------------------------
+    def _backend_down(self, scopes, tokens, usd, now, e: BaseException) -> Reservation:
+        self._count_error(e)
+        if self.settings.on_backend_error == "closed":
+            raise GatewayError("The rate-limit store (Redis) is unavailable and this gateway is set to refuse "
+                               "requests then (state.on_backend_error: closed); try again shortly.",
+                               status=503, type="service_unavailable", code="limits_unavailable")
+        return RedisReservation(scopes, tokens, usd, now, counted=False)
+
+    def _count_error(self, e: BaseException) -> None:
+        self.errors += 1
+        self._on_error()
+        now = time.monotonic()
+        if now - self._last_logged > 30:  # once per interval, not once per request
+            self._last_logged = now
+            log.error("Redis (state.counters) unavailable: %s; limits %s while it is down (%d errors so far)",
+                      type(e).__name__, "not enforced" if self.settings.on_backend_error == "open" else
+                      "refuse every limited request", self.errors)
+
+
+def _arg(value: float | int | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _refusal(kind: str, scope: Scope, tokens: int, number: float, now: float) -> RateLimited:
+    lim, name = scope.limits, scope.name
+    if kind == "rpm":
+        return _limited(f"{name} is over its limit of {lim.requests_per_minute} requests per minute",
+                        "rate_limit_exceeded", number)
+    if kind == "tpm_whole":
+        return _limited(f"this request needs ~{tokens} tokens, more than {name}'s whole limit of "
+                        f"{lim.tokens_per_minute} tokens per minute", "rate_limit_exceeded", 60)
+    if kind == "tpm":
+        return _limited(f"{name} is over its limit of {lim.tokens_per_minute} tokens per minute",
+                        "rate_limit_exceeded", number)
+    if kind == "day":
+        return _limited(f"{name} has used its budget of ${lim.usd_per_day:g} for today (UTC): ${number:.4f} spent "
+                        "or reserved", "insufficient_quota", day_start(now) + 86400 - now)
+    return _limited(f"{name} has used its budget of ${lim.usd_per_month:g} for this month (UTC): "
+                    f"${number:.4f} spent or reserved", "insufficient_quota", max(1.0, math.ceil(_next_month(now) - now)))

@@ -1,0 +1,181 @@
+"""Rate limits and budgets in a real Redis, shared by several stores (as by several replicas):
+together they admit exactly what one would; reservations of a dead replica expire; a Redis that is
+down is handled as configured."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from gateway.errors import GatewayError
+from gateway.metering.limits import InProcessCounters, Limits, RateLimited, Scope
+from gateway.state.config import StateSettings, redacted
+from gateway.state.redis import RedisCounters, StateError
+from tests.helpers import REDIS_URL, require_service
+
+
+@pytest.fixture()
+def prefix():
+    require_service("Redis", "127.0.0.1", 6379)
+    p = "gwtest-" + os.urandom(4).hex()
+    yield p
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    keys = list(r.scan_iter(f"{p}:*"))
+    if keys:
+        r.delete(*keys)
+    r.close()
+
+
+def replicas(prefix: str, n: int, **settings) -> list[RedisCounters]:
+    cfg = StateSettings(counters="redis", key_prefix=prefix, **settings)
+    return [RedisCounters(cfg, REDIS_URL) for _ in range(n)]
+
+
+async def hammer(stores, scopes, attempts: int, tokens: int = 0, usd: float = 0.0, settle=None) -> int:
+    """`attempts` reservations spread round-robin over the stores, concurrently; admitted count."""
+    admitted = 0
+
+    async def one(i: int) -> None:
+        nonlocal admitted
+        store = stores[i % len(stores)]
+        try:
+            r = await store.reserve(scopes, tokens, usd, time.time())
+        except RateLimited:
+            return
+        admitted += 1
+        if settle is not None:
+            store.settle(r, *settle)
+
+    await asyncio.gather(*(one(i) for i in range(attempts)))
+    for s in stores:
+        await s.close()
+    return admitted
+
+
+def test_three_replicas_admit_exactly_the_rpm_limit(prefix):
+    scopes = (Scope("key:a", Limits(requests_per_minute=600)),)
+    assert asyncio.run(hammer(replicas(prefix, 3), scopes, 2400)) == 600
+
+
+def test_key_and_group_are_checked_together_and_a_refusal_counts_nothing(prefix):
+    key = Scope("key:a", Limits(requests_per_minute=100))
+    group = Scope("group:g", Limits(requests_per_minute=50))
+    other = Scope("key:b", Limits(requests_per_minute=100))
+
+    async def run():
+        stores = replicas(prefix, 2)
+        a = await hammer(stores[:1], (key, group), 120)
+        b = await hammer(stores[1:], (other, group), 10)  # the group is full: b is refused too
+        return a, b
+    assert asyncio.run(run()) == (50, 0)
+
+
+def test_tpm_limit_with_settlement_is_exact(prefix):
+    scopes = (Scope("key:t", Limits(tokens_per_minute=10_000)),)
+
+    async def run():
+        stores = replicas(prefix, 3)
+        held = []
+
+        async def one(i):
+            try:
+                held.append((stores[i % 3], await stores[i % 3].reserve(scopes, 200, 0.0, time.time())))
+            except RateLimited:
+                pass
+        await asyncio.gather(*(one(i) for i in range(100)))  # estimates of 200 tokens: 50 fit
+        first = len(held)
+        for store, r in held:  # the real usage was 100 each: half the window frees up
+            store.settle(r, 100, 0.0)
+        await asyncio.sleep(0.3)  # settlements are scheduled, not awaited by the request
+        for s in stores:
+            await s.close()
+        return first, await hammer(replicas(prefix, 3), scopes, 200, tokens=100)
+    first, second = asyncio.run(run())
+    assert first == 50 and second == 50  # 50 x 100 settled = 5,000; 50 more x 100 = 10,000
+
+
+def test_usd_budget_is_exact_and_a_dead_replicas_reservations_expire(prefix):
+    scopes = (Scope("key:u", Limits(usd_per_day=1.0)),)
+
+    async def run():
+        stores = replicas(prefix, 3, reservation_ttl_s=1)
+        # reserve 0.01 each and never settle (the replicas "die"): 100 fit
+        admitted = await hammer(stores, scopes, 300, usd=0.01)
+        blocked = await hammer(replicas(prefix, 1, reservation_ttl_s=1), scopes, 5, usd=0.01)
+        await asyncio.sleep(1.2)  # the reservations expire
+        after = await hammer(replicas(prefix, 1, reservation_ttl_s=1), scopes, 5, usd=0.01)
+        return admitted, blocked, after
+    assert asyncio.run(run()) == (100, 0, 5)
+
+
+def test_settled_spend_counts_and_the_refusal_says_so(prefix):
+    scopes = (Scope("key:s", Limits(usd_per_day=0.05)),)
+
+    async def run():
+        stores = replicas(prefix, 2)
+        n = await hammer(stores[:1], scopes, 10, usd=0.001, settle=(0, 0.01))  # estimate low, real cost high
+        await asyncio.sleep(0.2)
+        store = replicas(prefix, 1)[0]
+        with pytest.raises(RateLimited) as e:
+            for _ in range(10):
+                await store.reserve(scopes, 0, 0.001, time.time())
+        await store.close()
+        return n, e.value
+    n, err = asyncio.run(run())
+    assert n == 10  # admitted on the low estimates, all before any settled
+    assert err.code == "insufficient_quota" and "$0.1000 spent" in err.message
+
+
+def test_same_decisions_as_the_embedded_store(prefix):
+    scopes = (Scope("key:e", Limits(requests_per_minute=7, tokens_per_minute=500)),)
+
+    async def decisions(store) -> list[bool]:
+        out = []
+        for tokens in [100, 100, 200, 50, 100, 10, 10, 10, 10]:
+            try:
+                await store.reserve(scopes, tokens, 0.0, time.time())
+                out.append(True)
+            except RateLimited:
+                out.append(False)
+        return out
+
+    async def run():
+        store = replicas(prefix, 1)[0]
+        shared = await decisions(store)
+        await store.close()
+        return shared, await decisions(InProcessCounters())
+    shared, embedded = asyncio.run(run())
+    assert shared == embedded and shared.count(True) == 7
+
+
+def test_redis_down_is_open_or_closed_as_configured():
+    down = "redis://127.0.0.1:9/0"
+    scopes = (Scope("key:x", Limits(requests_per_minute=1)),)
+
+    async def run(mode: str):
+        errors = []
+        store = RedisCounters(StateSettings(counters="redis", on_backend_error=mode, timeout_s=0.2), down,
+                              on_error=lambda: errors.append(1))
+        try:
+            out = [await store.reserve(scopes, 0, 0.0, time.time()) for _ in range(3)]
+            return len(out), len(errors)
+        finally:
+            await store.close()
+
+    assert asyncio.run(run("open")) == (3, 3)  # admitted, not counted, every error counted
+    with pytest.raises(GatewayError) as e:
+        asyncio.run(run("closed"))
+    assert e.value.status == 503 and e.value.code == "limits_unavailable"
+
+
+def test_start_up_check_names_the_url_without_the_password():
+    store = RedisCounters(StateSettings(counters="redis", timeout_s=0.2), "redis://:s3cret@127.0.0.1:9/0")
+    with pytest.raises(StateError) as e:
+        asyncio.run(store.check())
+    assert "127.0.0.1:9" in str(e.value) and "s3cret" not in str(e.value) and "GATEWAY_REDIS_URL" in str(e.value)
+    assert redacted("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"

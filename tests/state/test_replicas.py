@@ -1,0 +1,123 @@
+"""Several gateways on one Redis behave like one: two in-process replicas and `gateway serve
+--workers 2` share a key's limit exactly; start-up refuses per-process limits and bad backends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import textwrap
+import time
+
+import httpx
+import pytest
+
+from tests.helpers import REDIS_URL, REPO, free_port, gateway_cmd, require_service, running_gateway, wait_http, \
+    write_policies
+
+KEY = "sk-replica-test-key"
+
+
+def gateway_yaml(prefix: str, rpm: int = 20) -> str:
+    return textwrap.dedent(f"""
+        upstreams: {{mock: {{type: mock}}}}
+        models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
+        keys:
+          - {{name: app, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, policy: default,
+             limits: {{requests_per_minute: {rpm}}}}}
+        state: {{counters: redis, key_prefix: "{prefix}"}}
+        server: {{watch_interval_s: 0}}
+        """)
+
+
+@pytest.fixture()
+def prefix(monkeypatch):
+    require_service("Redis", "127.0.0.1", 6379)
+    monkeypatch.setenv("GATEWAY_REDIS_URL", REDIS_URL)
+    p = "gwtest-" + os.urandom(4).hex()
+    yield p
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    keys = list(r.scan_iter(f"{p}:*"))
+    if keys:
+        r.delete(*keys)
+    r.close()
+
+
+def chat(url: str) -> int:
+    return httpx.post(url + "/v1/chat/completions", timeout=30, headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+
+def test_two_replicas_share_one_limit_exactly(tmp_path, prefix):
+    a = write_policies(tmp_path / "a", gateway_yaml(prefix))
+    b = write_policies(tmp_path / "b", gateway_yaml(prefix))
+    with running_gateway(a, ledger=tmp_path / "a.db") as ga, running_gateway(b, ledger=tmp_path / "b.db") as gb:
+        codes = [chat((ga if i % 2 else gb).url) for i in range(60)]
+    assert codes.count(200) == 20 and codes.count(429) == 40
+
+
+def test_workers_refuse_embedded_counters(tmp_path):
+    root = write_policies(tmp_path / "p", "upstreams: {mock: {type: mock}}\nmodels: {echo: {targets: [{upstream: mock, model: echo}]}}\n")
+    r = subprocess.run(gateway_cmd("serve", "--policies", str(root), "--port", str(free_port()), "--workers", "2",
+                                   "--state-dir", str(tmp_path / "s")), cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "state: {counters: redis}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_backends_are_start_up_errors(tmp_path, monkeypatch):
+    root = write_policies(tmp_path / "p", gateway_yaml("gwtest-bad"))
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    env = {k: v for k, v in os.environ.items() if k != "GATEWAY_REDIS_URL"}
+    args = gateway_cmd("serve", "--policies", str(root), "--port", str(free_port()), "--state-dir", str(tmp_path / "s"))
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "state.redis_url_env" in r.stderr and "GATEWAY_REDIS_URL is not set" in r.stderr
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={**env, "GATEWAY_REDIS_URL": "redis://:hunter2@127.0.0.1:9/0"})
+    assert r.returncode == 2 and "cannot reach Redis at redis://:***@127.0.0.1:9/0" in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_two_workers_share_the_limit_and_a_killed_worker_is_replaced(tmp_path, prefix):
+    root = write_policies(tmp_path / "p", gateway_yaml(prefix, rpm=30))
+    port = free_port()
+    proc = subprocess.Popen(gateway_cmd("serve", "--policies", str(root), "--port", str(port), "--workers", "2",
+                                        "--state-dir", str(tmp_path / "s")),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", timeout=60)
+        time.sleep(1.0)  # both workers up
+        codes = []
+        for _ in range(90):  # a new connection each time: the kernel spreads them over both workers
+            codes.append(chat(url))
+        assert codes.count(200) == 30 and codes.count(429) == 60
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if len(now) == 2 and children[0] not in now:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the killed worker was not replaced")
+        wait_http(url + "/healthz", timeout=30)
+        assert chat(url) == 429  # still the same shared window
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert re.search(r"worker \d \(pid \d+\) exited with -9; restarting it", out), out
+
+
+def test_the_compose_example_policies_are_valid(tmp_path):
+    from tests.helpers import run_cli
+
+    r = run_cli("check-policies", "--policies", str(REPO / "deploy/policies"),
+                env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_ADMIN_KEY": "x"})
+    assert r.returncode == 0, r.stderr
