@@ -4,8 +4,6 @@ answer JSON, failing upstreams, the cache, interrupts, run tracking and compare.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import textwrap
