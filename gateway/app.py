@@ -25,7 +25,7 @@ from gateway.metering.meter import Meter
 from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
-from gateway.state.redis import RedisCounters
+from gateway.state.redis import RedisCoordinator, RedisCounters
 from gateway.upstreams.openai import HttpPool
 
 log = logging.getLogger("gateway.app")
@@ -277,6 +277,8 @@ def build_app(
         ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc,
                         journal_dir=runtime.ledger_journal)
     app[METER] = Meter(metrics_, counter_store(runtime, metrics_), ledger)
+    if isinstance(app[METER].counters, RedisCounters):
+        app[tabular.COORDINATOR] = RedisCoordinator(app[METER].counters)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)

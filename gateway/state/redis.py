@@ -307,3 +307,59 @@ def _refusal(kind: str, scope: Scope, tokens: int, number: float, now: float) ->
                         "or reserved", "insufficient_quota", day_start(now) + 86400 - now)
     return _limited(f"{name} has used its budget of ${lim.usd_per_month:g} for this month (UTC): "
                     f"${number:.4f} spent or reserved", "insufficient_quota", max(1.0, math.ceil(_next_month(now) - now)))
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class RedisCoordinator:
+    """Scheduled work done once across workers and replicas.
+
+    - `leader(name)`: one holder of a lease at a time (SET NX with a TTL, renewed by its holder with a
+      compare-and-set script); another replica takes over within `lease_s` once the holder stops
+      renewing (it died). Each acquisition increments a fencing counter, kept for logs.
+    - `once(name, ttl_s)`: True for exactly one caller per period (SET NX EX): a drift alert is sent
+      once per `realert_after_s` whoever computed it, also across a change of leader.
+    Redis errors make both answer False (skip this round), logged by the counter store's rule.
+    """
+
+    def __init__(self, counters: RedisCounters, lease_s: float = 10.0) -> None:
+        self._counters = counters
+        self._redis = counters._redis
+        self._renew = self._redis.register_script(_RENEW)
+        self.prefix = counters.prefix
+        self.lease_s = lease_s
+        self.token = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self.fence: dict[str, int] = {}
+
+    async def leader(self, name: str) -> bool:
+        import redis.exceptions as rx
+
+        key = f"{self.prefix}:lease:{name}"
+        ms = int(self.lease_s * 1000)
+        try:
+            if await self._renew(keys=[key], args=[self.token, ms]):
+                return True
+            if await self._redis.set(key, self.token, nx=True, px=ms):
+                self.fence[name] = int(await self._redis.incr(f"{self.prefix}:fence:{name}"))
+                log.info("this process leads %s (fencing token %d)", name, self.fence[name])
+                return True
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            self._counters._count_error(e)
+        return False
+
+    async def once(self, name: str, ttl_s: float) -> bool:
+        import redis.exceptions as rx
+
+        try:
+            return bool(await self._redis.set(f"{self.prefix}:once:{name}", self.token, nx=True,
+                                              px=max(1, int(ttl_s * 1000))))
+        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+            self._counters._count_error(e)
+            return False

@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.tabular")
 STORE: web.AppKey[PredictionStore | None] = web.AppKey("tabular_store", object)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("tabular_http", aiohttp.ClientSession)
 ALERTS: web.AppKey[list] = web.AppKey("tabular_alerts", list)  # delivery outcomes, for /admin/status and tests
+# Set when state is shared (gateway/state/redis.py RedisCoordinator): scheduled work runs once.
+COORDINATOR: web.AppKey[Any] = web.AppKey("coordinator", object)
+_ALERT_TASKS: set[asyncio.Task] = set()  # keeps running alert deliveries referenced
 
 
 @dataclass
@@ -230,14 +233,20 @@ def _performance(store: PredictionStore, model: TabularModel, rows: list[tuple],
 
 # ---- scheduled drift check with webhook alerts ---------------------------------------------------------
 async def monitor(app: web.Application) -> None:
+    """Scheduled drift checks. With shared state (several workers or replicas) only the lease holder
+    checks, and each alert is claimed once per realert period across all of them."""
     last_alert: dict[str, float] = {}
     last_check: dict[str, float] = {}
+    coordinator = app.get(COORDINATOR)
     while True:
         await asyncio.sleep(0.5)
         store = app[STORE]
         if store is None:
             continue
-        for model in list(app[HOLDER].current.tabular.values()):
+        models = [m for m in app[HOLDER].current.tabular.values() if m.cfg.drift.check_every_s]
+        if models and coordinator is not None and not await coordinator.leader("drift-monitor"):
+            continue
+        for model in models:
             every = model.cfg.drift.check_every_s
             now = time.time()
             if not every or now - last_check.get(model.name, 0) < every:
@@ -251,7 +260,12 @@ async def monitor(app: web.Application) -> None:
             if report.get("drift") and model.cfg.drift.webhook and (
                     now - last_alert.get(model.name, 0) >= model.cfg.drift.realert_after_s):
                 last_alert[model.name] = now
-                asyncio.create_task(_alert(app, str(model.cfg.drift.webhook), model.name, report))
+                if coordinator is not None and not await coordinator.once(f"drift-alert:{model.name}",
+                                                                         model.cfg.drift.realert_after_s):
+                    continue  # another replica alerted for this period already
+                task = asyncio.create_task(_alert(app, str(model.cfg.drift.webhook), model.name, report))
+                _ALERT_TASKS.add(task)
+                task.add_done_callback(_ALERT_TASKS.discard)
 
 
 async def _alert(app: web.Application, url: str, model: str, report: dict[str, Any]) -> None:

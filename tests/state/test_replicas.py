@@ -121,3 +121,51 @@ def test_the_compose_example_policies_are_valid(tmp_path):
     r = run_cli("check-policies", "--policies", str(REPO / "deploy/policies"),
                 env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_ADMIN_KEY": "x"})
     assert r.returncode == 0, r.stderr
+
+
+def test_scheduled_drift_alerts_go_out_once_across_replicas(tmp_path, prefix):
+    from aiohttp import web
+
+    from gateway.tabular.example_model import build_app as model_app
+    from tests.helpers import ServerThread
+    from tests.tabular.test_service import FEATURES, rows_of, send
+
+    got: list = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(status=200)
+
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receive)
+    hook, model = ServerThread(hook_app).start(), ServerThread(model_app()).start()
+    yaml = f"""
+upstreams: {{mock: {{type: mock}}}}
+models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
+state: {{counters: redis, key_prefix: "{prefix}"}}
+server: {{watch_interval_s: 0}}
+tabular:
+  churn:
+    url: {model.url}/predict
+    features: {FEATURES}
+    reference: churn.profile
+    drift: {{min_rows: 100, check_every_s: 0.3, webhook: {hook.url}/hook, realert_after_s: 3600}}
+"""
+    roots = []
+    for name in ("a", "b"):
+        root = write_policies(tmp_path / name, yaml)
+        (root / "churn.profile").write_bytes((REPO / "policies/tabular/churn.profile").read_bytes())
+        roots.append(root)
+    try:
+        # both replicas on one state directory: one prediction log, as workers on one machine share it
+        with running_gateway(roots[0], ledger=tmp_path / "state" / "a.db") as ga, \
+                running_gateway(roots[1], ledger=tmp_path / "state" / "b.db"):
+            send(ga, "churn", rows_of(400, shift=1.0, seed=12))
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not got:
+                time.sleep(0.1)
+            time.sleep(2.0)  # both monitors ran several rounds meanwhile
+    finally:
+        hook.stop()
+        model.stop()
+    assert len(got) == 1 and got[0]["model"] == "churn" and got[0]["data_drift"] is True
