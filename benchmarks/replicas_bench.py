@@ -134,6 +134,7 @@ def main() -> int:
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--rpm", type=int, default=600)
     p.add_argument("--latency-requests", type=int, default=2000)
+    p.add_argument("--workers-rounds", type=int, default=3, help="0 skips the --workers 1 vs 2 comparison")
     args = p.parse_args()
     os.environ.setdefault("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     work = Path(tempfile.mkdtemp(prefix="replicas-"))
@@ -152,7 +153,7 @@ def main() -> int:
             stop(procs)
         admitted = counts.get(200, 0)
         # the window admits `rpm` per 60 s: over a run of S seconds the most that may pass is rpm * ceil(S/60)
-        allowed = args.rpm * max(1, -(-int(args.seconds) // 60))
+        allowed = min(sum(counts.values()), args.rpm * max(1, -(-int(args.seconds) // 60)))
         rows.append((name, args.replicas, sum(counts.values()), admitted, allowed, counts))
     print(f"Limit accuracy: {args.replicas} replicas, round-robin, {rate:.0f} req/s offered for {args.seconds:.0f} s")
     for name, n, sent, admitted, allowed, counts in rows:
@@ -176,7 +177,59 @@ def main() -> int:
     print(f"Overhead ({args.latency_requests} sequential requests each, interleaved): embedded p50 {p50['embedded']:.3f} ms "
           f"p99 {p99['embedded']:.3f}; redis p50 {p50['redis']:.3f} ms p99 {p99['redis']:.3f}; "
           f"added p50 {p50['redis'] - p50['embedded']:+.3f} ms")
+    if args.workers_rounds:
+        workers(args, work)
     return 0
+
+
+async def throughput(url: str, concurrency: int, seconds: float) -> float:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    done = 0
+    stop_at = time.monotonic() + seconds
+    conn = aiohttp.TCPConnector(limit=concurrency)  # 64 keep-alive connections, spread over the workers at accept
+    async with aiohttp.ClientSession(connector=conn) as session:
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop_at:
+                async with session.post(url + "/v1/chat/completions", json=BODY, headers=headers) as r:
+                    await r.read()
+                    done += r.status == 200
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / seconds
+
+
+def workers(args, work: Path) -> None:
+    """`gateway serve --workers 1` vs `--workers 2` (Redis counters, a key with a huge limit), c=64."""
+    root = policies(work, "workers", "{requests_per_minute: 100000000}", "redis", f"bench-{os.urandom(4).hex()}")
+    procs = {}
+    for n in (1, 2):
+        port = free_port()
+        procs[n] = (subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--policies", str(root), "--port",
+                                      str(port), "--workers", str(n), "--state-dir", str(work / f"workers-{n}"),
+                                      "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=(work / f"workers-{n}.log").open("w")), f"http://127.0.0.1:{port}")
+    try:
+        import httpx
+
+        for _, url in procs.values():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+        time.sleep(2)
+        rps: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(args.workers_rounds):
+            for n, (_, url) in procs.items():
+                rps[n].append(asyncio.run(throughput(url, 64, 5.0)))
+    finally:
+        stop([p for p, _ in procs.values()])
+    one, two = statistics.median(rps[1]), statistics.median(rps[2])
+    print(f"Workers (c=64 keep-alive connections, {args.workers_rounds} interleaved rounds of 5 s): "
+          f"1 worker {one:.0f} req/s, 2 workers {two:.0f} req/s, ratio {two / one:.2f}x "
+          "(the load generator shares the two cores)")
 
 
 def _url_of(proc: subprocess.Popen) -> str:

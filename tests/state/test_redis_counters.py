@@ -179,3 +179,65 @@ def test_start_up_check_names_the_url_without_the_password():
         asyncio.run(store.check())
     assert "127.0.0.1:9" in str(e.value) and "s3cret" not in str(e.value) and "GATEWAY_REDIS_URL" in str(e.value)
     assert redacted("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+
+
+def test_redis_stopped_mid_load_then_back_limits_exact_again(tmp_path):
+    """A private redis-server (not the shared one): stop it under load, start it again."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import free_port
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        reason = "redis-server is not installed (the test runs a private one to stop and restart)"
+        if os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    port = free_port()
+
+    def start():
+        proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        import socket
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    scopes = (Scope("key:f", Limits(requests_per_minute=50)),)
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def run():
+        errors = []
+        store = RedisCounters(StateSettings(counters="redis", timeout_s=0.2), url, on_error=lambda: errors.append(1))
+        server = start()
+        admitted_before = await _count(store, scopes, 30)
+        server.kill()
+        server.wait()
+        admitted_down = await _count(store, scopes, 30)  # on_backend_error: open -> admitted, uncounted
+        errors_down = len(errors)
+        server = start()  # empty again (no persistence): the window restarts from zero
+        admitted_after = await _count(store, scopes, 100)
+        server.kill()
+        server.wait()
+        await store.close()
+        return admitted_before, admitted_down, errors_down, admitted_after
+
+    before, down, errs, after = asyncio.run(run())
+    assert before == 30 and down == 30 and errs == 30 and after == 50
+
+
+async def _count(store, scopes, n: int) -> int:
+    ok = 0
+    for _ in range(n):
+        try:
+            await store.reserve(scopes, 0, 0.0, time.time())
+            ok += 1
+        except RateLimited:
+            pass
+    return ok
