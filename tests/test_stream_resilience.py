@@ -115,3 +115,40 @@ def test_when_every_attempt_breaks_the_stream_ends_with_an_error_not_silence(gw,
     row = ledger_row(gw, gw.last_id)
     assert row["outcome"] == "failed" and row["attempts"] >= 3
     assert time.monotonic() - started < 10
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """The same faults behind a policy whose response check holds sentences (stream: hold) and one
+    that restores pseudonymized PII: a replay must feed them the missing text only, once."""
+    with running_mock_server() as mock:
+        root = write_policies(tmp_path_factory.mktemp("g"), f"""
+upstreams:
+  remote: {{type: openai, base_url: "{mock.url}/v1", timeouts: {{connect_s: 2, read_s: 5}}}}
+models:
+  mid: {{targets: [{{upstream: remote, model: "echo?cut_after=6&cut_times=1"}}], retries: 2, backoff: {{base_s: 0.01}}}}
+open_mode: {{policy: held}}
+server: {{watch_interval_s: 0}}
+""", held="""
+request:
+  - {type: pii, mode: regex, entities: {EMAIL_ADDRESS: pseudonymize}}
+response:
+  - {type: denylist, name: no-secrets, action: block, words: [classified], stream: hold}
+""")
+        with running_gateway(root) as server:
+            yield server
+
+
+def test_a_resumed_stream_passes_hold_checks_and_restores_pseudonyms_once(guarded):
+    words = "Mail ann@example.com now. The second sentence follows here. And a third one."
+    events = []
+    with httpx.stream("POST", guarded.url + "/v1/chat/completions", timeout=30,
+                      json={"model": "mid", "messages": [{"role": "user", "content": words}], "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    text = "".join((c.get("delta") or {}).get("content") or "" for e in events for c in e.get("choices") or ())
+    assert text == words, text  # the e-mail restored, every sentence once
+    assert not any("error" in e for e in events)
+    attempts = events[-1]["gateway"]["attempts"]
+    assert any("mid-stream" in a["outcome"] for a in attempts)
