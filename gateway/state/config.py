@@ -22,7 +22,7 @@ class StateSettings(BaseModel):
         "closed = refuse with 503"))
     reservation_ttl_s: float = Field(default=600, gt=0, le=86400, description=(
         "a budget reservation whose request never settled (its replica died) stops counting after this"))
-    timeout_s: float = Field(default=0.5, gt=0, le=30, description="per Redis call")
+    timeout_s: float = Field(default=1.0, gt=0, le=30, description="per Redis call (a timeout counts as Redis down)")
 
     def redis_url(self) -> str | None:
         return os.environ.get(self.redis_url_env) or None

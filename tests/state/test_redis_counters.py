@@ -32,7 +32,8 @@ def prefix():
 
 
 def replicas(prefix: str, n: int, **settings) -> list[RedisCounters]:
-    cfg = StateSettings(counters="redis", key_prefix=prefix, **settings)
+    # closed and a generous timeout: on a loaded machine a slow call must fail the test, not be admitted
+    cfg = StateSettings(counters="redis", key_prefix=prefix, on_backend_error="closed", timeout_s=10, **settings)
     return [RedisCounters(cfg, REDIS_URL) for _ in range(n)]
 
 
