@@ -119,7 +119,8 @@ _SETTLE = """
 local n, rid, sec, delta, usd = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 for i = 0, n - 1 do
   local k = i * 5
-  if delta ~= 0 then redis.call('HINCRBY', KEYS[k + 1], sec, delta) end
+  -- only into a window that still exists (an expired one must not be re-created without a TTL)
+  if delta ~= 0 and redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('HINCRBY', KEYS[k + 1], sec, delta) end
   redis.call('ZREM', KEYS[k + 4], rid)
   redis.call('HDEL', KEYS[k + 5], rid)
   if usd > 0 then
@@ -248,12 +249,19 @@ class RedisCounters:
         if not isinstance(reservation, RedisReservation) or not reservation.counted:
             return
         now = time.time() if now is None else now
+        delta = int(tokens - reservation.tokens)
+        # Only scopes with something to settle: a token limit whose estimate was off, or a budget. A
+        # request under a plain rpm limit costs no second round trip.
+        scopes = [s for s in reservation.scopes
+                  if (delta and s.limits.tokens_per_minute is not None)
+                  or (s.limits.usd_per_day is not None or s.limits.usd_per_month is not None)]
+        if not scopes:
+            return
         keys: list[str] = []
-        for s in reservation.scopes:
+        for s in scopes:
             k = self._scope_keys(s.name, now)
             keys += [k[1], k[2], k[3], k[4], k[5]]
-        args = [len(reservation.scopes), reservation.rid, reservation.second, int(tokens - reservation.tokens),
-                repr(float(usd))]
+        args = [len(scopes), reservation.rid, reservation.second, delta, repr(float(usd))]
         task = asyncio.get_running_loop().create_task(self._settle_quietly(keys, args))
         self._tasks.add(task)  # settle must not block the request; keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
