@@ -13,6 +13,7 @@ which the oldest are dropped and counted - the proxy itself never stops.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -276,6 +277,9 @@ def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]],
                feedback: Sequence[Sequence[Any]] = ()) -> None:
     """Insert raw rows and their rollup (and feedback) in one transaction."""
     with conn:
+        # The write lock first: between reading MAX(id) and inserting, another process on the same file
+        # (a second worker) could insert rows, and the rollup of this id range would count them twice.
+        conn.execute("BEGIN IMMEDIATE")
         if feedback:
             conn.executemany(_INSERT_FEEDBACK, feedback)
         if not rows:
@@ -297,22 +301,38 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=5)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        migrate(conn)
+        migrate(conn, path)
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection, path: Path | None = None) -> None:
+    if _schema_version(conn) == len(MIGRATIONS):
+        return
+    # Two workers starting together must not both run the same steps: a lock file beside the ledger
+    # serialises them, and the version is read again once it is held.
+    lock = open(path.with_name(path.name + ".migrate-lock"), "a") if path is not None else None  # noqa: SIM115
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        version = _schema_version(conn)
+        if version == len(MIGRATIONS):
+            return
+        # All pending steps in one transaction: a reader (gateway usage, a test) never sees a
+        # half-migrated ledger, and a crash mid-way leaves the old version intact.
+        steps = "".join(f"{MIGRATIONS[i]}; PRAGMA user_version = {i + 1};" for i in range(version, len(MIGRATIONS)))
+        with conn:
+            conn.executescript(f"BEGIN; {steps} COMMIT;")
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise RuntimeError(f"ledger schema version {version} is newer than this gateway knows "
                            f"({len(MIGRATIONS)}); upgrade the gateway")
-    if version == len(MIGRATIONS):
-        return
-    # All pending steps in one transaction: a reader (gateway usage, a test) never sees a half-migrated
-    # ledger, and a crash mid-way leaves the old version intact.
-    steps = "".join(f"{MIGRATIONS[i]}; PRAGMA user_version = {i + 1};" for i in range(version, len(MIGRATIONS)))
-    with conn:
-        conn.executescript(f"BEGIN; {steps} COMMIT;")
+    return version
 
 
 class Ledger:

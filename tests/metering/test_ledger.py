@@ -142,3 +142,46 @@ def test_migration_backfills_rollup_from_existing_rows(tmp_path):
     conn = connect(path)  # migrates to the current version
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("SELECT SUM(requests) FROM usage_hourly WHERE dim = 'key'").fetchone()[0] == 10
+
+
+def test_two_writers_on_one_file_keep_the_rollup_exact(tmp_path):
+    """Workers of `gateway serve --workers N` share one ledger file: concurrent batches must not be
+    rolled up twice (each writer reads MAX(id) under the write lock)."""
+    import threading
+
+    path = tmp_path / "l.db"
+    connect(path).close()
+    writers = [Ledger(path, flush_interval_s=0.001, batch_rows=7, journal_dir=False) for _ in range(2)]
+    for w in writers:
+        w.start()
+
+    def feed(w, base):
+        for i in range(3000):
+            w.record(row(base + i))
+
+    threads = [threading.Thread(target=feed, args=(w, n * 100_000)) for n, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in writers:
+        w.close()
+    with sqlite3.connect(path) as conn:
+        raw = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        rolled = conn.execute("SELECT SUM(requests) FROM usage_hourly WHERE dim = 'key'").fetchone()[0]
+    assert raw == 6000 and rolled == 6000
+
+
+def test_concurrent_first_connections_migrate_once(tmp_path):
+    import concurrent.futures
+
+    path = tmp_path / "fresh.db"
+
+    def open_it(_):
+        conn = connect(path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.close()
+        return version
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(open_it, range(8))) == {len(MIGRATIONS)}
