@@ -14,21 +14,7 @@ from gateway.errors import GatewayError
 from gateway.metering.limits import InProcessCounters, Limits, RateLimited, Scope
 from gateway.state.config import StateSettings, redacted
 from gateway.state.redis import RedisCounters, StateError
-from tests.helpers import REDIS_URL, require_service
-
-
-@pytest.fixture()
-def prefix():
-    require_service("Redis", "127.0.0.1", 6379)
-    p = "gwtest-" + os.urandom(4).hex()
-    yield p
-    import redis
-
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(f"{p}:*"))
-    if keys:
-        r.delete(*keys)
-    r.close()
+from tests.helpers import REDIS_URL
 
 
 def replicas(prefix: str, n: int, **settings) -> list[RedisCounters]:

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import REDIS_URL, REPO, free_port, gateway_cmd, require_service, running_gateway, wait_http, \
+from tests.helpers import REPO, free_port, gateway_cmd, running_gateway, wait_http, \
     write_policies
 
 KEY = "sk-replica-test-key"
@@ -30,21 +30,6 @@ def gateway_yaml(prefix: str, rpm: int = 20) -> str:
         state: {{counters: redis, key_prefix: "{prefix}"}}
         server: {{watch_interval_s: 0}}
         """)
-
-
-@pytest.fixture()
-def prefix(monkeypatch):
-    require_service("Redis", "127.0.0.1", 6379)
-    monkeypatch.setenv("GATEWAY_REDIS_URL", REDIS_URL)
-    p = "gwtest-" + os.urandom(4).hex()
-    yield p
-    import redis
-
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(f"{p}:*"))
-    if keys:
-        r.delete(*keys)
-    r.close()
 
 
 def chat(url: str) -> int:
