@@ -80,6 +80,40 @@ def _rollup_select_v2(dim: str, expr: str) -> str:
     FROM requests"""
 
 
+def _experiment_trigger(failed_new: str) -> str:
+    """The trigger keeping experiment_stats per request row; `failed_new`: what counts as an error."""
+    return f"""
+    CREATE TRIGGER requests_experiment_rollup AFTER INSERT ON requests WHEN NEW.experiment IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO experiment_units VALUES (NEW.experiment, NEW.variant, NEW.unit_hash, NEW.ts);
+        INSERT INTO experiment_stats VALUES (
+            NEW.experiment, NEW.variant, 1, {failed_new}, COALESCE(NEW.verdicts LIKE '%"block"%', 0),
+            COALESCE(NEW.latency_ms, 0), COALESCE(NEW.latency_ms * NEW.latency_ms, 0),
+            NEW.cost_usd IS NOT NULL, COALESCE(NEW.cost_usd, 0), COALESCE(NEW.cost_usd * NEW.cost_usd, 0),
+            NEW.input_tokens + NEW.output_tokens,
+            (NEW.input_tokens + NEW.output_tokens) * (NEW.input_tokens + NEW.output_tokens))
+        ON CONFLICT (experiment, variant) DO UPDATE SET
+            n = n + 1, errors = errors + excluded.errors, blocks = blocks + excluded.blocks,
+            latency_sum = latency_sum + excluded.latency_sum, latency_sq = latency_sq + excluded.latency_sq,
+            cost_n = cost_n + excluded.cost_n, cost_sum = cost_sum + excluded.cost_sum,
+            cost_sq = cost_sq + excluded.cost_sq, tokens_sum = tokens_sum + excluded.tokens_sum,
+            tokens_sq = tokens_sq + excluded.tokens_sq;
+    END;
+"""
+
+
+def _experiment_stats_backfill(failed: str) -> str:
+    """experiment_stats rebuilt from the rows already in the ledger, with the same error rule."""
+    return f"""
+    INSERT INTO experiment_stats
+        SELECT experiment, variant, COUNT(*), SUM({failed}), SUM(COALESCE(verdicts LIKE '%"block"%', 0)),
+               SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
+               COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
+               SUM(input_tokens + output_tokens),
+               SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
+        FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
+"""
+
+
 # Each entry moves the schema one version up (PRAGMA user_version). Never edit a released entry:
 # append a new one.
 MIGRATIONS: list[str] = [
@@ -170,30 +204,10 @@ MIGRATIONS: list[str] = [
         tokens_sum REAL NOT NULL, tokens_sq REAL NOT NULL,
         PRIMARY KEY (experiment, variant)
     ) WITHOUT ROWID;
-    CREATE TRIGGER requests_experiment_rollup AFTER INSERT ON requests WHEN NEW.experiment IS NOT NULL BEGIN
-        INSERT OR IGNORE INTO experiment_units VALUES (NEW.experiment, NEW.variant, NEW.unit_hash, NEW.ts);
-        INSERT INTO experiment_stats VALUES (
-            NEW.experiment, NEW.variant, 1, NEW.status >= 500, COALESCE(NEW.verdicts LIKE '%"block"%', 0),
-            COALESCE(NEW.latency_ms, 0), COALESCE(NEW.latency_ms * NEW.latency_ms, 0),
-            NEW.cost_usd IS NOT NULL, COALESCE(NEW.cost_usd, 0), COALESCE(NEW.cost_usd * NEW.cost_usd, 0),
-            NEW.input_tokens + NEW.output_tokens,
-            (NEW.input_tokens + NEW.output_tokens) * (NEW.input_tokens + NEW.output_tokens))
-        ON CONFLICT (experiment, variant) DO UPDATE SET
-            n = n + 1, errors = errors + excluded.errors, blocks = blocks + excluded.blocks,
-            latency_sum = latency_sum + excluded.latency_sum, latency_sq = latency_sq + excluded.latency_sq,
-            cost_n = cost_n + excluded.cost_n, cost_sum = cost_sum + excluded.cost_sum,
-            cost_sq = cost_sq + excluded.cost_sq, tokens_sum = tokens_sum + excluded.tokens_sum,
-            tokens_sq = tokens_sq + excluded.tokens_sq;
-    END;
+    """ + _experiment_trigger("NEW.status >= 500") + """
     INSERT OR IGNORE INTO experiment_units
         SELECT experiment, variant, unit_hash, MIN(ts) FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2, 3;
-    INSERT INTO experiment_stats
-        SELECT experiment, variant, COUNT(*), SUM(status >= 500), SUM(COALESCE(verdicts LIKE '%"block"%', 0)),
-               SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
-               COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
-               SUM(input_tokens + output_tokens),
-               SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
-        FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
+    """ + _experiment_stats_backfill("status >= 500") + """
     """,
     # v5: one definition of a failed request (gateway/metering/outcome.py) stored per row, used by the
     # usage rollup (errors = failed, refused apart) and the experiment rollup (a stream cut after its
@@ -208,31 +222,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
     DELETE FROM usage_hourly;
     """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
-                  for dim, expr in _DIMENSIONS) + f"""
+                  for dim, expr in _DIMENSIONS) + """
     DROP TRIGGER requests_experiment_rollup;
-    CREATE TRIGGER requests_experiment_rollup AFTER INSERT ON requests WHEN NEW.experiment IS NOT NULL BEGIN
-        INSERT OR IGNORE INTO experiment_units VALUES (NEW.experiment, NEW.variant, NEW.unit_hash, NEW.ts);
-        INSERT INTO experiment_stats VALUES (
-            NEW.experiment, NEW.variant, 1, NEW.outcome = '{FAILED}', COALESCE(NEW.verdicts LIKE '%"block"%', 0),
-            COALESCE(NEW.latency_ms, 0), COALESCE(NEW.latency_ms * NEW.latency_ms, 0),
-            NEW.cost_usd IS NOT NULL, COALESCE(NEW.cost_usd, 0), COALESCE(NEW.cost_usd * NEW.cost_usd, 0),
-            NEW.input_tokens + NEW.output_tokens,
-            (NEW.input_tokens + NEW.output_tokens) * (NEW.input_tokens + NEW.output_tokens))
-        ON CONFLICT (experiment, variant) DO UPDATE SET
-            n = n + 1, errors = errors + excluded.errors, blocks = blocks + excluded.blocks,
-            latency_sum = latency_sum + excluded.latency_sum, latency_sq = latency_sq + excluded.latency_sq,
-            cost_n = cost_n + excluded.cost_n, cost_sum = cost_sum + excluded.cost_sum,
-            cost_sq = cost_sq + excluded.cost_sq, tokens_sum = tokens_sum + excluded.tokens_sum,
-            tokens_sq = tokens_sq + excluded.tokens_sq;
-    END;
+    """ + _experiment_trigger(f"NEW.outcome = '{FAILED}'") + """
     DELETE FROM experiment_stats;
-    INSERT INTO experiment_stats
-        SELECT experiment, variant, COUNT(*), SUM(outcome = '{FAILED}'), SUM(COALESCE(verdicts LIKE '%"block"%', 0)),
-               SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
-               COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
-               SUM(input_tokens + output_tokens),
-               SUM((input_tokens + output_tokens) * (input_tokens + output_tokens))
-        FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2;
+    """ + _experiment_stats_backfill(f"outcome = '{FAILED}'") + """
     """,
 ]
 
