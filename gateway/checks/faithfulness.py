@@ -13,9 +13,7 @@ LLM judge, called through the gateway's own routing and metering, verifies the c
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +23,7 @@ from pydantic import Field, model_validator
 
 from gateway.checks import register
 from gateway.checks.base import CheckParams, OutputSegment, Verdict
-from gateway.detectors.linear import WeightsError
+from gateway.detectors.linear import load_or_fallback
 from gateway.faithfulness import documents, learned
 from gateway.faithfulness.scorer import Context, Result, Weights, claim_texts, content_words, score_claims
 from gateway.model_calls import MODEL_CALLER
@@ -33,7 +31,6 @@ from gateway.models import embedder
 from gateway.models.workers import run_model
 
 _STATE = "faithfulness.context"
-log = logging.getLogger("gateway.checks.faithfulness")
 
 
 class JudgeParams(CheckParams):
@@ -73,11 +70,6 @@ class JudgeError(RuntimeError):
     """The judge's answer was not the JSON verdict asked for (contained per the check's on_error)."""
 
 
-@functools.cache
-def _load_model(path: str, mtime_ns: int) -> learned.FaithfulnessModel:
-    return learned.FaithfulnessModel.load(Path(path))
-
-
 @register
 class Faithfulness:
     type = "faithfulness"
@@ -86,14 +78,9 @@ class Faithfulness:
     def __init__(self, params: FaithfulnessParams) -> None:
         self.params = params
         self.weights = Weights()
-        path = Path(params.weights) if params.weights else learned.WEIGHTS
-        self.model: learned.FaithfulnessModel | None = None
-        try:
-            self.model = _load_model(str(path), path.stat().st_mtime_ns if path.exists() else 0)
-        except WeightsError as e:
-            if params.fallback != "heuristics":
-                raise ValueError(f"faithfulness weights: {e} (or set `fallback: heuristics`)") from None
-            log.warning("faithfulness weights unusable (%s); this policy scores with the claim scorer alone", e)
+        self.model: learned.FaithfulnessModel | None = load_or_fallback(
+            learned.FaithfulnessModel.load, Path(params.weights) if params.weights else learned.WEIGHTS,
+            check="faithfulness", fallback=params.fallback, instead="score with the claim scorer alone")
         default = self.model.threshold if self.model else 0.78
         self.threshold = params.threshold if params.threshold is not None else default
         self.claim_threshold = params.claim_threshold if params.claim_threshold is not None else self.threshold

@@ -13,8 +13,6 @@ verdict says so.
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +24,10 @@ from gateway.checks import register
 from gateway.checks.base import CheckParams, Verdict
 from gateway.detectors.injection import WEIGHTS, InjectionDetector, PartScore, plan
 from gateway.detectors.injection_heuristic import AttackSimilarity, heuristic_hits
-from gateway.detectors.linear import WeightsError
+from gateway.detectors.linear import load_or_fallback
 from gateway.models import embedder
 from gateway.models.workers import run_model
 
-log = logging.getLogger("gateway.checks.injection")
 
 # Blocks a user pastes into a message: fenced code, runs of quoted lines, document-like tags.
 _PASTED = re.compile(
@@ -66,11 +63,6 @@ class Part:
     text: str
 
 
-@functools.cache
-def _load_detector(path: str, mtime_ns: int) -> InjectionDetector:
-    return InjectionDetector.load(Path(path))  # cached per file version: reloads share one copy
-
-
 @register
 class Injection:
     type = "injection"
@@ -81,14 +73,9 @@ class Injection:
         if params.similarity_ceiling <= params.similarity_floor:
             raise ValueError("similarity_ceiling must be above similarity_floor")
         self.params = params
-        path = Path(params.weights) if params.weights else WEIGHTS
-        self.detector: InjectionDetector | None = None
-        try:
-            self.detector = _load_detector(str(path), path.stat().st_mtime_ns if path.exists() else 0)
-        except WeightsError as e:
-            if params.fallback != "heuristics":
-                raise ValueError(f"injection weights: {e} (or set `fallback: heuristics` to run on patterns alone)") from None
-            log.warning("injection weights unusable (%s); this policy runs the heuristic fallback", e)
+        self.detector: InjectionDetector | None = load_or_fallback(
+            InjectionDetector.load, Path(params.weights) if params.weights else WEIGHTS, check="injection",
+            fallback=params.fallback, instead="run on patterns alone")
         self.threshold = params.threshold if params.threshold is not None else (
             self.detector.threshold if self.detector else 0.5)
         lo, hi = params.similarity_floor, params.similarity_ceiling

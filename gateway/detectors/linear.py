@@ -11,20 +11,51 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from gateway.detectors import features as F
+
+log = logging.getLogger("gateway.detectors")
+T = TypeVar("T")
 
 
 class WeightsError(RuntimeError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
+
+
+_LOADED: dict[tuple[Callable, str, int], Any] = {}
+
+
+def load_shared(load: Callable[[Path], T], path: Path) -> T:
+    """`load(path)`, once per weights file version per process: every check instance and policy reload
+    shares one copy, and an edited file (new mtime) is read again. Raises WeightsError."""
+    key = (load, str(path), path.stat().st_mtime_ns if path.exists() else 0)
+    if key not in _LOADED:
+        _LOADED[key] = load(path)
+    return _LOADED[key]
+
+
+def load_or_fallback(load: Callable[[Path], T], path: Path, *, check: str, fallback: str,
+                     instead: str) -> T | None:
+    """The learned model of a check, or None when its weights cannot load and the policy chose
+    `fallback: heuristics` (said once in the log); otherwise a ValueError naming the file, which
+    refuses the policy. `instead`: what the check does without the model."""
+    try:
+        return load_shared(load, path)
+    except WeightsError as e:
+        if fallback != "heuristics":
+            raise ValueError(f"{check} weights: {e} (or set `fallback: heuristics` to {instead})") from None
+        log.warning("%s weights unusable (%s); this policy will %s", check, e, instead)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from gateway.detectors import calibration
+from gateway.detectors import linear
 from gateway.detectors.linear import FeatureSpec, LinearScorer, WeightsFile
 from gateway.detectors.views import _vocabulary
 from gateway.pii.entities import Entity
@@ -128,12 +129,6 @@ class SpanFilter:
                 or self.probability(text, e, doc) >= threshold]
 
 
-_SHARED: dict[tuple[str, int], SpanFilter] = {}
-
-
 def load_shared(path: Path = WEIGHTS) -> SpanFilter:
     """One filter per weights file version per process (every pii check and reload shares it)."""
-    key = (str(path), path.stat().st_mtime_ns if path.exists() else 0)
-    if key not in _SHARED:
-        _SHARED[key] = SpanFilter.load(path)
-    return _SHARED[key]
+    return linear.load_shared(SpanFilter.load, path)
