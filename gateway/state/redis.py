@@ -158,6 +158,10 @@ class RedisReservation(Reservation):
 class RedisCounters:
     def __init__(self, settings: StateSettings, url: str, on_error=None) -> None:
         import redis.asyncio as aioredis
+        import redis.exceptions as rx
+
+        # What "Redis is down" looks like (on_backend_error applies); anything else is a bug and raises.
+        self.down_errors: tuple[type[BaseException], ...] = (rx.ConnectionError, rx.TimeoutError, OSError)
 
         self.settings = settings
         self.url = url
@@ -190,7 +194,7 @@ class RedisCounters:
         except rx.ResponseError as e:
             raise StateError(f"Redis at {where} cannot run Lua scripts ({str(e)[:100]}); "
                              "state.counters: redis needs EVAL/EVALSHA") from None
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except self.down_errors as e:
             raise StateError(f"cannot reach Redis at {where}: {type(e).__name__}: {str(e)[:120]}") from None
 
     async def close(self) -> None:
@@ -226,8 +230,6 @@ class RedisCounters:
 
     # ---- CounterStore --------------------------------------------------------------------------
     async def reserve(self, scopes: tuple[Scope, ...], tokens: int, usd: float, now: float) -> Reservation:
-        import redis.exceptions as rx
-
         keys: list[str] = []
         args: list[Any] = [len(scopes), int(tokens), repr(float(usd)), "r-" + os.urandom(8).hex(),
                            repr(self.settings.reservation_ttl_s)]
@@ -238,7 +240,7 @@ class RedisCounters:
                      _arg(lim.usd_per_month)]
         try:
             result = await self._reserve(keys=keys, args=args)
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except self.down_errors as e:
             return self._backend_down(scopes, tokens, usd, now, e)
         status, *rest = [x.decode() if isinstance(x, bytes) else str(x) for x in result]
         if status == "ok":
@@ -267,11 +269,9 @@ class RedisCounters:
         task.add_done_callback(self._tasks.discard)
 
     async def _settle_quietly(self, keys: list[str], args: list[Any]) -> None:
-        import redis.exceptions as rx
-
         try:
             await self._settle(keys=keys, args=args)
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except self.down_errors as e:
             # Lost: the reservation expires after reservation_ttl_s; the spend is in the ledger.
             self._count_error(e)
 
@@ -347,8 +347,6 @@ class RedisCoordinator:
         self.fence: dict[str, int] = {}
 
     async def leader(self, name: str) -> bool:
-        import redis.exceptions as rx
-
         key = f"{self.prefix}:lease:{name}"
         ms = int(self.lease_s * 1000)
         try:
@@ -358,16 +356,14 @@ class RedisCoordinator:
                 self.fence[name] = int(await self._redis.incr(f"{self.prefix}:fence:{name}"))
                 log.info("this process leads %s (fencing token %d)", name, self.fence[name])
                 return True
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except self._counters.down_errors as e:
             self._counters._count_error(e)
         return False
 
     async def once(self, name: str, ttl_s: float) -> bool:
-        import redis.exceptions as rx
-
         try:
             return bool(await self._redis.set(f"{self.prefix}:once:{name}", self.token, nx=True,
                                               px=max(1, int(ttl_s * 1000))))
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
+        except self._counters.down_errors as e:
             self._counters._count_error(e)
             return False
