@@ -21,7 +21,7 @@ from pathlib import Path
 from gateway.experiments.assign import Splitter
 from gateway.experiments.config import Experiment
 from gateway.experiments.report import build_report, render
-from gateway.metering.ledger import COLUMNS, connect, write_rows
+from gateway.metering.ledger import COLUMNS, SqliteReader, connect, write_rows
 
 EXPERIMENTS_YAML = """
 experiments:
@@ -101,7 +101,7 @@ def main() -> None:
     result.update(fill(work / "ledger.db", exp, args.units, args.outcomes))
     print(f"ledger: {result}")
     t0 = time.perf_counter()
-    report = build_report(work / "ledger.db", exp)
+    report = build_report(SqliteReader(work / "ledger.db"), exp)
     result["report_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "gateway", "ab", "--policies", str(work / "policies"), "--ledger",

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.metering.ledger import COLUMNS, Ledger, connect, write_rows
+from gateway.metering.ledger import COLUMNS, Ledger, SqliteReader, connect, write_rows
 from gateway.metering.report import GROUPINGS, usage_rows  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def report_speed(rows: int) -> dict[str, float]:
     out = {"fill_s": round(time.perf_counter() - t0, 1), "db_mb": round(path.stat().st_size / 2**20, 1)}
     for by in GROUPINGS:
         t0 = time.perf_counter()
-        usage_rows(path, now - 31 * 86400, now + 1, by)
+        usage_rows(SqliteReader(path), now - 31 * 86400, now + 1, by)
         out[f"by_{by}_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "gateway", "usage", "--ledger", str(path), "--by", "model"],

@@ -18,13 +18,15 @@ from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
 from gateway.errors import GatewayError
 from gateway.keys import EXCHANGE, HOLDER, METER, POOL
-from gateway.metering.ledger import Ledger, spend_by
+from gateway.metering.ledger import spend_by
 from gateway.tabular import service as tabular
 from gateway.metering.limits import InProcessCounters, day_start, month_start
 from gateway.metering.meter import Meter
 from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
+from gateway.state.ledger import check as check_ledger_backend
+from gateway.state.ledger import open_ledger
 from gateway.state.redis import RedisCoordinator, RedisCounters
 from gateway.upstreams.openai import HttpPool
 
@@ -172,7 +174,7 @@ async def admin_status(request: web.Request) -> web.Response:
     status = _admin(request).status()
     ledger = request.app[METER].ledger
     if ledger is not None:
-        status["ledger"] = {"path": str(ledger.path), "rows_written": ledger.written, "write_errors": ledger.write_errors,
+        status["ledger"] = {"where": ledger.where, "rows_written": ledger.written, "write_errors": ledger.write_errors,
                             "dropped": ledger.dropped, "last_error": ledger.last_error}
     return web.json_response(status, dumps=_dumps)
 
@@ -190,6 +192,18 @@ def _dumps(obj) -> str:
 
 
 # ---- long-lived resources ----------------------------------------------------------------------
+async def _backends(app: web.Application) -> AsyncIterator[None]:
+    """Shared backends checked before anything else opens (a refused start leaves nothing to close):
+    Redis unreachable / wrong password / no scripting, PostgreSQL unreachable / refusing the
+    credentials / at a newer schema are start-up errors (StateError) naming the gateway.yaml field."""
+    meter = app[METER]
+    if meter.ledger is not None:
+        await asyncio.to_thread(check_ledger_backend, app[HOLDER].current.state)
+    if isinstance(meter.counters, RedisCounters):
+        await meter.counters.check()
+    yield
+
+
 async def _http_pool(app: web.Application) -> AsyncIterator[None]:
     pool = app[POOL]
     await pool.open()
@@ -207,17 +221,15 @@ async def _metering(app: web.Application) -> AsyncIterator[None]:
         except Exception as e:
             log.error("could not replay the ledger journal (%s); its files are kept", e)
     shared = isinstance(meter.counters, RedisCounters)
-    if shared:
-        await meter.counters.check()  # unreachable / wrong password / no scripting: a start-up error
     if ledger is not None and (shared or isinstance(meter.counters, InProcessCounters)):
         now = time.time()
         seeds = {}
         for column, prefix in (("key", "key:"), ("grp", "group:")):
             for period, since in (("day", day_start(now)), ("month", month_start(now))):
                 try:
-                    spent = await asyncio.to_thread(spend_by, ledger.path, since, column)
+                    spent = await asyncio.to_thread(spend_by, ledger.reader, since, column)
                 except Exception as e:  # an unreadable ledger must not stop the gateway: say so, go on
-                    log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.path, e)
+                    log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.where, e)
                     spent = {}
                 seeds.setdefault(period, {}).update({prefix + k: v for k, v in spent.items()})
         if shared:
@@ -255,6 +267,15 @@ async def _policies(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
 
 
+def prediction_store(runtime: Runtime, ledger_path: Path) -> tabular.PredictionStore:
+    """The tabular prediction log lives with the ledger: tabular.db beside it, or PostgreSQL."""
+    if runtime.state.ledger == "postgres":
+        from gateway.state.postgres import PostgresPredictionLog
+
+        return tabular.PredictionStore(backend=PostgresPredictionLog(runtime.state))
+    return tabular.PredictionStore(ledger_path.with_name("tabular.db"))
+
+
 def counter_store(runtime: Runtime, metrics_: Metrics):
     """The CounterStore `state.counters` names, chosen once here (the rest of the gateway never asks)."""
     if runtime.state.counters == "redis":
@@ -274,15 +295,16 @@ def build_app(
     metrics_ = Metrics()
     ledger = None
     if ledger_path is not None:
-        ledger = Ledger(ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc,
+        ledger = open_ledger(runtime.state, ledger_path, on_write_error=metrics_.ledger_errors.inc, on_written=metrics_.ledger_rows.inc,
                         journal_dir=runtime.ledger_journal)
     app[METER] = Meter(metrics_, counter_store(runtime, metrics_), ledger)
     if isinstance(app[METER].counters, RedisCounters):
         app[tabular.COORDINATOR] = RedisCoordinator(app[METER].counters)
+    app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)
-    app[tabular.STORE] = tabular.PredictionStore(ledger_path.with_name("tabular.db")) if ledger_path else None
+    app[tabular.STORE] = prediction_store(runtime, ledger_path) if ledger_path else None
     app.cleanup_ctx.append(tabular.lifecycle)
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/embeddings", proxy.embeddings)

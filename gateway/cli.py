@@ -176,16 +176,51 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state_settings(policies: Path):
+    """The `state:` section of gateway.yaml (defaults when there is no gateway.yaml); exit 2 on errors."""
+    from gateway.config.gateway_file import GatewayFile
+    from gateway.config.yamlfile import load_model
+    from gateway.errors import PolicyError
+    from gateway.state.config import StateSettings
+
+    path = policies / "gateway.yaml"
+    if not path.is_file():
+        return StateSettings()
+    try:
+        return load_model(path, GatewayFile)[1].state
+    except PolicyError as e:
+        print("\n".join(f"gateway: {p}" for p in e.problems), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def ledger_reader(args: argparse.Namespace, *, must_exist: bool = True):
+    """What reports read: --ledger FILE (SQLite), else the ledger gateway.yaml's `state.ledger` names
+    (PostgreSQL, or STATE_DIR/ledger.db). Exit 2 with a message when there is none."""
+    from gateway.metering.ledger import SqliteReader
+
+    if getattr(args, "ledger", None):
+        path = Path(args.ledger)
+        if must_exist and not path.is_file():
+            print(f"gateway: no ledger file {path}", file=sys.stderr)
+            raise SystemExit(2)
+        return SqliteReader(path)
+    settings = _state_settings(_policies_dir(getattr(args, "policies", None)))
+    from gateway.state.ledger import open_reader
+
+    path = state_dir(args.state_dir) / "ledger.db"
+    if must_exist and settings.ledger == "sqlite" and not path.is_file():
+        print(f"gateway: no ledger at {path} (pass --ledger or --state-dir; the gateway writes it while serving)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return open_reader(settings, path)
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     import time
 
     from gateway.metering.report import parse_when, render, usage_rows
 
-    ledger = Path(args.ledger) if args.ledger else state_dir(args.state_dir) / "ledger.db"
-    if not ledger.is_file():
-        print(f"gateway: no ledger at {ledger} (pass --ledger or --state-dir; the gateway writes it while serving)",
-              file=sys.stderr)
-        return 2
+    ledger = ledger_reader(args)
     try:
         since = parse_when(args.since)
         until = parse_when(args.until) if args.until else time.time() + 1
@@ -193,7 +228,44 @@ def cmd_usage(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"gateway: {e}", file=sys.stderr)
         return 2
+    finally:
+        ledger.close()
     print(render(rows, args.by, args.format))
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """`gateway db migrate|status`: the PostgreSQL ledger's schema (the SQLite one migrates itself)."""
+    from gateway.state import postgres
+    from gateway.state.config import StateError
+
+    policies = _policies_dir(args.policies)
+    settings = _state_settings(policies)
+    if settings.ledger != "postgres":
+        print(f"gateway db: {policies / 'gateway.yaml'} keeps the ledger in SQLite (state.ledger: {settings.ledger}), "
+              "which migrates itself when the gateway starts; `gateway db` is for state.ledger: postgres",
+              file=sys.stderr)
+        return 2
+    known = len(postgres.migrations())
+    try:
+        if args.db_command == "migrate":
+            before, after = postgres.migrate(settings)
+            print(f"ledger schema {settings.postgres_schema!r} at {postgres.where(settings)}: "
+                  + (f"migrated from version {before} to {after}" if before != after else f"already at version {after}"))
+        else:
+            conn = postgres.connect(settings)
+            try:
+                version = postgres.schema_version(conn)
+            finally:
+                conn.close()
+            state = ("current" if version == known else "newer than this gateway" if version > known
+                     else "needs `gateway db migrate`")
+            print(f"ledger schema {settings.postgres_schema!r} at {postgres.where(settings)}: version {version} of "
+                  f"{known} ({state})")
+            return 0 if version == known else 1
+    except StateError as e:
+        print(f"gateway db: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -206,7 +278,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 def cmd_ab(args: argparse.Namespace) -> int:
     from gateway.experiments.cli import main as ab_main
 
-    return ab_main(args, _policies_dir(args.policies), state_dir(args.state_dir), args.ledger)
+    return ab_main(args, _policies_dir(args.policies))
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -252,9 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default="key", choices=["key", "model", "served", "day", "prompt", "upstream"],
                    help="model: the name the client asked for; served: the upstream model that answered")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
-    p.add_argument("--ledger", help="ledger file (default: STATE_DIR/ledger.db)")
+    p.add_argument("--ledger", help="a SQLite ledger file (default: the ledger gateway.yaml's state.ledger names)")
+    p.add_argument("--policies", help="policies directory, for state.ledger (default: $GATEWAY_POLICIES or ./policies)")
     p.add_argument("--state-dir", help="state directory (default: $GATEWAY_STATE_DIR or ./.gateway)")
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("db", help="the PostgreSQL ledger's schema: migrate, status")
+    p.add_argument("db_command", choices=["migrate", "status"])
+    p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("prompts", help="versioned prompts: list, show, diff, new, promote, rollback, render")
     from gateway.prompts.cli import add_arguments as add_prompt_arguments

@@ -213,6 +213,10 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         problems.append(f"{gw_doc.where(('state', 'redis_url_env'))}: state.redis_url_env: env var "
                         f"{gw.state.redis_url_env} is not set (the Redis URL for state.counters: redis, e.g. "
                         "redis://127.0.0.1:6379/0)")
+    if gw.state.ledger == "postgres" and not gw.state.postgres_url():
+        problems.append(f"{gw_doc.where(('state', 'postgres_url_env'))}: state.postgres_url_env: env var "
+                        f"{gw.state.postgres_url_env} is not set (the PostgreSQL URL for state.ledger: postgres, e.g. "
+                        "postgresql://gateway@127.0.0.1:5432/gateway)")
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
     tabular = _load_tabular(gw, gw_doc, policies_dir, problems)

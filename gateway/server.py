@@ -193,7 +193,7 @@ def serve(app: web.Application, host: str, port: int, *, shutdown_timeout: float
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     try:
-        from gateway.state.redis import StateError
+        from gateway.state.config import StateError
 
         try:
             runner = loop.run_until_complete(start(app, host, port, shutdown_timeout=shutdown_timeout,

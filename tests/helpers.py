@@ -181,3 +181,60 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _skip_or_fail(reason: str) -> None:
+    import pytest
+
+    if os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason + "; GATEWAY_TEST_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[tuple[str, Any]]:
+    """A PostgreSQL server of the test's own (initdb in a fresh temporary directory, a free port), so a
+    test can stop and start it without touching the machine's service. Yields (url, restart(down_s)).
+    Skips where the server binaries are not installed."""
+    import glob
+    import shutil
+    import tempfile
+
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    initdb = shutil.which("initdb") or (bindirs and os.path.join(bindirs[-1], "initdb"))
+    if not initdb or not os.path.exists(initdb):
+        _skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    bindir = os.path.dirname(os.path.realpath(initdb))
+    # Not under pytest's tmp_path: that is private to the user running the tests, and the server may
+    # have to run as another.
+    tmp = Path(tempfile.mkdtemp(prefix="gateway-test-pg-"))
+    data = tmp / "pgdata"
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the `postgres` user
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(tmp, "postgres")
+    port = free_port()
+    subprocess.run([*as_owner, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    log = tmp / "pg.log"
+    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*as_owner, os.path.join(bindir, "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                        "-t", "60", *args], check=True, capture_output=True, timeout=90)
+
+    def restart(down_s: float) -> None:
+        ctl("stop", "-m", "fast")
+        time.sleep(down_s)
+        ctl("start", "-o", opts)
+
+    ctl("start", "-o", opts)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", restart
+    finally:
+        with contextlib.suppress(Exception):
+            ctl("stop", "-m", "immediate")
+        shutil.rmtree(tmp, ignore_errors=True)

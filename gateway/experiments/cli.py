@@ -14,7 +14,7 @@ from gateway.experiments.config import ExperimentsFile
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", help="policies directory (default: $GATEWAY_POLICIES or ./policies)")
     p.add_argument("--state-dir", help="state directory (default: $GATEWAY_STATE_DIR or ./.gateway)")
-    p.add_argument("--ledger", help="ledger file (default: STATE_DIR/ledger.db)")
+    p.add_argument("--ledger", help="a SQLite ledger file (default: the ledger gateway.yaml's state.ledger names)")
     sub = p.add_subparsers(dest="ab_command", required=True, metavar="ACTION")
     r = sub.add_parser("report", help="per variant and metric: lift, p-values, chance to beat, SRM, decision")
     r.add_argument("name")
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--units-per-day", type=float, help="traffic, to say how many days that takes")
 
 
-def main(args: argparse.Namespace, policies: Path, state: Path, ledger: str | None) -> int:
+def main(args: argparse.Namespace, policies: Path) -> int:
     if args.ab_command == "power":
         return _power(args)
     path = policies / "experiments.yaml"
@@ -46,13 +46,17 @@ def main(args: argparse.Namespace, policies: Path, state: Path, ledger: str | No
         print(f"gateway ab: no experiment {args.name!r} in {path}; experiments: "
               f"{', '.join(x.name for x in experiments) or '(none)'}", file=sys.stderr)
         return 2
+    from gateway.cli import ledger_reader
     from gateway.experiments.report import build_report, render
 
+    ledger = ledger_reader(args, must_exist=False)  # no ledger yet: an empty report
     try:
-        report = build_report(Path(ledger) if ledger else state / "ledger.db", exp)
+        report = build_report(ledger, exp)
     except ValueError as e:
         print(f"gateway ab: {e}", file=sys.stderr)
         return 2
+    finally:
+        ledger.close()
     print(render(report, args.format))
     return 0
 

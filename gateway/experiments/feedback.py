@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.experiments.assign import unit_hash
 from gateway.keys import HOLDER, METER
-from gateway.metering.ledger import read_rows
+from gateway.metering.ledger import LedgerUnavailable
 from gateway.proxy import read_body
 from gateway.runtime import Runtime
 from gateway.validation import parse_json
@@ -79,7 +79,7 @@ async def _by_request(meter: Any, request_id: str) -> tuple[str, str, str]:
     found = meter.recent_assignments.get(request_id)
     if found is not None:
         return found.experiment, found.variant.name, found.unit_hash
-    row = await asyncio.to_thread(_query, meter.ledger.path,
+    row = await _query(meter.ledger.reader,
                                   "SELECT experiment, variant, unit_hash FROM requests WHERE request_id = ? "
                                   "AND experiment IS NOT NULL", (request_id,))
     if row is None:
@@ -92,7 +92,7 @@ async def _by_unit(meter: Any, experiment: str, uh: str) -> str:
     found = meter.recent_assignments.get((experiment, uh))
     if found is not None:
         return found.variant.name
-    row = await asyncio.to_thread(_query, meter.ledger.path,
+    row = await _query(meter.ledger.reader,
                                   "SELECT variant FROM experiment_units WHERE experiment = ? AND unit_hash = ? "
                                   "ORDER BY first_ts DESC LIMIT 1", (experiment, uh))
     if row is None:
@@ -100,8 +100,12 @@ async def _by_unit(meter: Any, experiment: str, uh: str) -> str:
     return row[0]
 
 
-def _query(path, sql: str, params: tuple) -> Any:
-    rows = read_rows(path, sql, params)
+async def _query(reader: Any, sql: str, params: tuple) -> Any:
+    try:
+        rows = await asyncio.to_thread(reader.query, sql, params)
+    except LedgerUnavailable as e:
+        raise GatewayError(f"The usage ledger cannot be read right now ({e}); retry shortly.", status=503,
+                           code="ledger_unavailable") from None
     return rows[0] if rows else None
 
 
@@ -129,5 +133,9 @@ async def experiment_report(request: web.Request) -> web.Response:
     if ledger is None:
         raise GatewayError("Experiment reports read the usage ledger, which is off on this gateway.", status=503,
                            code="ledger_unavailable")
-    report = await asyncio.to_thread(build_report, ledger.path, splitter.exp)
+    try:
+        report = await asyncio.to_thread(build_report, ledger.reader, splitter.exp)
+    except LedgerUnavailable as e:
+        raise GatewayError(f"The usage ledger cannot be read right now ({e}); retry shortly.", status=503,
+                           code="ledger_unavailable") from None
     return web.Response(body=orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")

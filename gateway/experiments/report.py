@@ -5,14 +5,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from gateway.experiments.analysis import MetricData, analyse
 from gateway.experiments.config import Experiment
-from gateway.metering.ledger import connect
 from gateway.stats.ab import Summary
 
 # Request-level metrics every LLM experiment gets from the ledger, next to its declared outcomes:
@@ -26,52 +23,49 @@ BUILTIN = [
 ]
 
 
-def build_report(ledger: Path, exp: Experiment, now: float | None = None) -> dict[str, Any]:
+def build_report(ledger: Any, exp: Experiment, now: float | None = None) -> dict[str, Any]:
+    """`ledger`: a ledger reader (gateway/state/ledger.py open_reader); LedgerUnavailable if unreadable."""
     now = time.time() if now is None else now
-    if not ledger.exists():
-        return analyse(exp, [], {}, 0.0)
-    conn = connect(ledger, readonly=True)
-    try:
-        units, first_ts = _units(conn, exp.name)
-        metrics = [_feedback_metric(conn, exp, name, units) for name in exp.metrics]
-        metrics += _builtin(conn, exp.name)
-    except sqlite3.OperationalError as e:
-        raise ValueError(f"{ledger}: not a usable gateway ledger ({e})") from None
-    finally:
-        conn.close()
+    units, first_ts = _units(ledger, exp.name)
+    metrics = [_feedback_metric(ledger, exp, name, units) for name in exp.metrics]
+    metrics += _builtin(ledger, exp.name)
     days = (now - first_ts) / 86400 if first_ts else 0.0
     return analyse(exp, metrics, units, days)
 
 
-def _units(conn: sqlite3.Connection, experiment: str) -> tuple[dict[str, int], float | None]:
-    rows = conn.execute("SELECT variant, COUNT(*), MIN(first_ts) FROM experiment_units WHERE experiment = ? "
-                        "GROUP BY variant", (experiment,)).fetchall()
+def _units(ledger: Any, experiment: str) -> tuple[dict[str, int], float | None]:
+    rows = ledger.query("SELECT variant, COUNT(*), MIN(first_ts) FROM experiment_units WHERE experiment = ? "
+                        "GROUP BY variant", (experiment,))
     return {v: n for v, n, _ in rows}, min((ts for _, _, ts in rows), default=None)
 
 
-def _feedback_metric(conn: sqlite3.Connection, exp: Experiment, name: str, units: dict[str, int]) -> MetricData:
+def _feedback_metric(ledger: Any, exp: Experiment, name: str, units: dict[str, int]) -> MetricData:
     spec = exp.metrics[name]
     per_variant = {}
     if spec.type == "proportion":
         # A unit converted if any of its outcomes was 1; units without feedback count as 0.
-        rows = conn.execute("SELECT variant, SUM(max_value >= 1) FROM feedback_units WHERE experiment = ? AND "
-                            "metric = ? GROUP BY variant", (exp.name, name)).fetchall()
+        rows = ledger.query("SELECT variant, SUM(CASE WHEN max_value >= 1 THEN 1 ELSE 0 END) FROM feedback_units "
+                            "WHERE experiment = ? AND metric = ? GROUP BY variant", (exp.name, name))
         successes = dict(rows)
         for variant, n in units.items():
             if n:
                 per_variant[variant] = Summary.proportion(min(int(successes.get(variant, 0)), n), n)
     else:
         # A unit's value is the mean of its outcomes; units that gave none are not counted.
-        rows = conn.execute("SELECT variant, COUNT(*), SUM(total / n), SUM((total / n) * (total / n)) "
+        rows = ledger.query("SELECT variant, COUNT(*), SUM(total / n), SUM((total / n) * (total / n)) "
                             "FROM feedback_units WHERE experiment = ? AND metric = ? GROUP BY variant",
-                            (exp.name, name)).fetchall()
+                            (exp.name, name))
         per_variant = {v: Summary.from_sums(n, s, sq) for v, n, s, sq in rows}
     return MetricData(name, spec.type, spec.higher_is_better, per_variant, "feedback")
 
 
-def _builtin(conn: sqlite3.Connection, experiment: str) -> list[MetricData]:
-    conn.row_factory = sqlite3.Row
-    rows = conn.execute("SELECT * FROM experiment_stats WHERE experiment = ?", (experiment,)).fetchall()
+_STATS = ("variant", "n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq",
+          "tokens_sum", "tokens_sq")
+
+
+def _builtin(ledger: Any, experiment: str) -> list[MetricData]:
+    rows = [dict(zip(_STATS, r)) for r in
+            ledger.query(f"SELECT {', '.join(_STATS)} FROM experiment_stats WHERE experiment = ?", (experiment,))]
     out = []
     for name, kind, (count, total, total_sq) in BUILTIN:
         per_variant = {}

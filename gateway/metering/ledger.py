@@ -268,8 +268,9 @@ class _Retire:
 
 
 def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]],
-               feedback: Sequence[Sequence[Any]] = ()) -> None:
-    """Insert raw rows and their rollup (and feedback) in one transaction."""
+               feedback: Sequence[Sequence[Any]] = ()) -> int:
+    """Insert raw rows and their rollup (and feedback) in one transaction. Returns the rows that were
+    new (a request id already in the ledger is skipped)."""
     with conn:
         # The write lock first: between reading MAX(id) and inserting, another process on the same file
         # (a second worker) could insert rows, and the rollup of this id range would count them twice.
@@ -277,14 +278,72 @@ def write_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]],
         if feedback:
             conn.executemany(_INSERT_FEEDBACK, feedback)
         if not rows:
-            return
+            return 0
         first = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]) + 1
         for i in range(0, len(rows), _CHUNK):
             conn.executemany(_INSERT, rows[i:i + _CHUNK])
             time.sleep(0)  # let the event loop thread run between chunks
-        last = conn.execute("SELECT MAX(id) FROM requests").fetchone()[0]
+        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
         for statement in _ROLLUP:
             conn.execute(statement, (first, last))
+        return max(0, last - first + 1)
+
+
+class LedgerUnavailable(ValueError):
+    """The ledger cannot be read (not a gateway ledger, or its database is down); the message says which."""
+
+
+class SqliteSink:
+    """The embedded ledger file, as the writer thread sees it (gateway/state/postgres.py has the other)."""
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        return connect(self.path)
+
+    @staticmethod
+    def write(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], feedback: Sequence[Sequence[Any]] = ()) -> int:
+        return write_rows(conn, rows, feedback)
+
+    @staticmethod
+    def close(conn: sqlite3.Connection) -> None:
+        conn.close()
+
+
+class SqliteReader:
+    """Read-only queries on the ledger file; a ledger not written yet (no file) reads as empty.
+    Queries are shared with the PostgreSQL reader: `?` placeholders, `day_of` for dates."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+
+    @staticmethod
+    def day_of(seconds: str) -> str:
+        return f"date({seconds}, 'unixepoch')"
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        try:
+            conn = connect(self.path, readonly=True)
+        except sqlite3.Error as e:
+            raise LedgerUnavailable(f"{self.path}: cannot open the ledger ({e})") from None
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as e:
+            if "no such table" in str(e) and _schema_version(conn) == 0:
+                return []  # created but never migrated: nothing recorded yet
+            raise LedgerUnavailable(f"{self.path}: not a usable gateway ledger ({e})") from None
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        pass
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -340,10 +399,20 @@ class Ledger:
         on_write_error: Callable[[], None] | None = None,
         on_written: Callable[[int], None] | None = None,
         journal_dir: Path | None | bool = True,
+        sink: Any = None,
+        reader: Any = None,
     ) -> None:
-        """`journal_dir`: where the write-ahead journal lives (True: beside the ledger, `<file>.journal`;
+        """`path`: the SQLite ledger file, and where the journal lives beside it. `sink` / `reader`:
+        where rows go and are read from (default: that file; gateway/state/ledger.py picks PostgreSQL).
+        `journal_dir`: where the write-ahead journal lives (True: beside the ledger, `<file>.journal`;
         False / None: no journal, a crash loses the last flush interval's rows)."""
         self.path = Path(path)
+        self.sink = sink if sink is not None else SqliteSink(self.path)
+        self.reader = reader if reader is not None else SqliteReader(self.path)
+        self.where = self.sink.where
+        # Journal segments a previous run left that could not be replayed at start-up (the database
+        # was down): the writer retries them.
+        self._leftovers = False
         self.journal_dir = (self.path.with_name(self.path.name + ".journal") if journal_dir is True
                             else Path(journal_dir) if journal_dir else None)
         self._journal: journal.Journal | None = None
@@ -384,33 +453,37 @@ class Ledger:
     def recover(self) -> int:
         """Replay journal segments left by a process that died (idempotent: rows already committed
         are ignored by request id). Call before reading the ledger at start-up. Returns rows replayed;
-        a segment that cannot be written is kept for the next try."""
+        a segment that cannot be written is kept, and retried by the writer once it runs."""
         if self.journal_dir is None:
             return 0
         total = 0
-        conn: sqlite3.Connection | None = None
+        conn = None
+        self._leftovers = False
         try:
             for path, fd in journal.leftovers(self.journal_dir):
                 try:
                     requests, feedback, bad = journal.read_segment(fd)
                     requests = [r for r in map(_upgrade_row, requests) if r is not None]
                     if conn is None:
-                        conn = connect(self.path)
-                    before = conn.total_changes
-                    write_rows(conn, requests, feedback)
+                        conn = self.sink.connect()
+                    added = self.sink.write(conn, requests, feedback)
                     total += len(requests)
-                    added = conn.total_changes - before
-                    log.warning("replayed %s from a previous run: %d rows, %d feedback rows (%d changes; rows already "
-                                "in the ledger are skipped)%s", path.name, len(requests), len(feedback), added,
+                    log.warning("replayed %s from a previous run: %d rows (%d new; rows already in the ledger are "
+                                "skipped), %d feedback rows%s", path.name, len(requests), added, len(feedback),
                                 f"; {bad} unreadable line(s) skipped" if bad else "")
-                except (sqlite3.Error, OSError) as e:
-                    log.error("could not replay the ledger journal %s (%s); kept for the next start", path, e)
+                except self.sink.errors as e:
+                    log.error("could not replay the ledger journal %s into %s (%s); kept, retried later",
+                              path, self.where, e)
+                    self._leftovers = True
                     os.close(fd)
+                    if conn is not None:
+                        self.sink.close(conn)
+                        conn = None
                     continue
                 journal.discard(path, fd)
         finally:
             if conn is not None:
-                conn.close()
+                self.sink.close(conn)
         self.replayed += total
         return total
 
@@ -434,7 +507,7 @@ class Ledger:
     def _run(self) -> None:
         # The writer sleeps a whole flush interval, then drains the queue at once: waking per row
         # would cost a GIL hand-off and a context switch for every request.
-        conn: sqlite3.Connection | None = None
+        conn = None
         pending: deque[Sequence[Any]] = deque()
         feedback: list[Sequence[Any]] = []
         retire: list[journal.Segment] = []  # journal segments whose rows are all queued
@@ -454,19 +527,21 @@ class Ledger:
                         (feedback if isinstance(item, _Feedback) else pending).append(item)
             except queue.Empty:
                 pass
+            if self._leftovers and not backoff:
+                self.recover()
             while len(pending) > self.max_pending:
                 pending.popleft()
                 self.dropped += 1
             if pending or feedback:
                 try:
                     if conn is None:
-                        conn = connect(self.path)
+                        conn = self.sink.connect()
                     if feedback:
-                        write_rows(conn, (), feedback)
+                        self.sink.write(conn, (), feedback)
                         feedback.clear()
                     while pending:
                         batch = [pending[i] for i in range(min(len(pending), self.batch_rows))]
-                        write_rows(conn, batch)
+                        self.sink.write(conn, batch)
                         for _ in batch:
                             pending.popleft()
                         self.written += len(batch)
@@ -476,20 +551,20 @@ class Ledger:
                         journal.Journal.retire(segment)
                     retire.clear()
                     if backoff:
-                        log.warning("ledger writes recovered (%s)", self.path)
+                        log.warning("ledger writes recovered (%s)", self.where)
                     backoff = 0.0
                     self.last_error = None
-                except (sqlite3.Error, OSError) as e:
+                except self.sink.errors as e:
                     self.write_errors += 1
                     self._unwritten = len(pending) + len(feedback)
                     self._on_error()
-                    if self.last_error != str(e):
-                        log.error("ledger write to %s failed (%s); %d rows kept in memory, retrying",
-                                  self.path, e, len(pending))
-                    self.last_error = str(e)
+                    if self.last_error != _short(e):
+                        log.error("ledger write to %s failed (%s); %d rows kept (in memory and in the journal), "
+                                  "retrying", self.where, _short(e), len(pending))
+                    self.last_error = _short(e)
                     backoff = min(max(backoff * 2, 0.5), 10.0)
                     if conn is not None:
-                        conn.close()
+                        self.sink.close(conn)
                         conn = None
                     if stopping:
                         shutdown_tries += 1
@@ -500,7 +575,7 @@ class Ledger:
             if stopping and not pending and not feedback:
                 break
         if conn is not None:
-            conn.close()
+            self.sink.close(conn)
         if self._journal is not None:
             committed = not pending and not feedback
             if committed:
@@ -510,6 +585,12 @@ class Ledger:
                 for segment in retire:
                     os.close(segment.fd)
             self._journal.close(committed)
+
+
+def _short(e: BaseException) -> str:
+    """One line of an error (PostgreSQL's carry a multi-line DETAIL)."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def _upgrade_row(row: tuple) -> tuple | None:
@@ -524,22 +605,9 @@ def _upgrade_row(row: tuple) -> tuple | None:
     return None
 
 
-def read_rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    """Run one read-only query on the ledger. A ledger not written yet (no file, no table) reads as empty."""
-    if not path.exists():
-        return []
-    conn = connect(path, readonly=True)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
-def spend_by(path: Path, since_ts: float, column: str) -> dict[str, float]:
+def spend_by(reader: Any, since_ts: float, column: str) -> dict[str, float]:
     """Sum of cost per `column` (key or grp) since `since_ts`: rebuilds budget counters at start-up."""
     assert column in ("key", "grp")
-    rows = read_rows(path, f"SELECT {column}, SUM(cost_usd) FROM requests WHERE ts >= ? AND {column} IS NOT NULL "
-                           f"AND cost_usd IS NOT NULL GROUP BY {column}", (since_ts,))
+    rows = reader.query(f"SELECT {column}, SUM(cost_usd) FROM requests WHERE ts >= ? AND {column} IS NOT NULL "
+                        f"AND cost_usd IS NOT NULL GROUP BY {column}", (since_ts,))
     return {k: v for k, v in rows}

@@ -8,11 +8,8 @@ import io
 import json
 import math
 import re
-import sqlite3
-from pathlib import Path
 from typing import Any
 
-from gateway.metering.ledger import connect
 from gateway.metering.outcome import FAILED, REFUSED
 
 # Per grouping: the expression over raw rows, and (rollup dimension, expression over usage_hourly).
@@ -21,7 +18,7 @@ GROUPINGS = {
     "model": ("COALESCE(model, '(none)')", "model", "CASE value WHEN '' THEN '(none)' ELSE value END"),
     "served": ("COALESCE(served_model, '(not served)')", "served",
                "CASE value WHEN '' THEN '(not served)' ELSE value END"),
-    "day": ("date(ts, 'unixepoch')", "key", "date(hour * 3600, 'unixepoch')"),
+    "day": ("{day:ts}", "key", "{day:hour * 3600}"),  # dates in the reader's SQL dialect (day_of)
     "prompt": ("COALESCE(prompt_name || '@' || prompt_version, '(no prompt)')", "prompt",
                "CASE value WHEN '' THEN '(no prompt)' ELSE value END"),
     "upstream": ("COALESCE(upstream, '(none)')", "upstream", "CASE value WHEN '' THEN '(none)' ELSE value END"),
@@ -47,34 +44,30 @@ def parse_when(value: str, now: dt.datetime | None = None) -> float:
     return parsed.timestamp()
 
 
-def usage_rows(path: Path, since: float, until: float, by: str) -> list[dict[str, Any]]:
-    """Whole hours come from the hourly rollup; the partial hours at either end from raw rows."""
-    raw_expr, dim, rollup_expr = GROUPINGS[by]
+def usage_rows(ledger: Any, since: float, until: float, by: str) -> list[dict[str, Any]]:
+    """Whole hours come from the hourly rollup; the partial hours at either end from raw rows.
+    `ledger`: a ledger reader (gateway/state/ledger.py); LedgerUnavailable if it cannot be read."""
+    raw_expr, dim, rollup_expr = (in_dialect(ledger, e) for e in GROUPINGS[by])
     first_hour, end_hour = math.ceil(since / 3600), math.floor(until / 3600)
+    count = "SUM(CASE WHEN {} THEN 1 ELSE 0 END)".format
     raw_sql = f"""
-        SELECT {raw_expr}, COUNT(*), SUM(outcome = '{FAILED}'), SUM(input_tokens), SUM(cached_tokens),
+        SELECT {raw_expr}, COUNT(*), {count(f"outcome = '{FAILED}'")}, SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
-               SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
-               COALESCE(SUM(latency_ms), 0), SUM(outcome = '{REFUSED}')
+               {count("cost_usd IS NULL AND usage_source != 'none'")}, {count("usage_source = 'estimated'")},
+               COALESCE(SUM(latency_ms), 0), {count(f"outcome = '{REFUSED}'")}
         FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1"""
     rollup_sql = f"""
         SELECT {rollup_expr}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), SUM(cost_usd), SUM(priced), SUM(unpriced), SUM(estimated), SUM(latency_ms_sum),
                SUM(refused)
         FROM usage_hourly WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY 1"""
-    conn = connect(path, readonly=True)
     parts = []
-    try:
-        if first_hour < end_hour:
-            parts += conn.execute(rollup_sql, (dim, first_hour, end_hour)).fetchall()
-            parts += conn.execute(raw_sql, (since, first_hour * 3600)).fetchall()
-            parts += conn.execute(raw_sql, (end_hour * 3600, until)).fetchall()
-        else:
-            parts += conn.execute(raw_sql, (since, until)).fetchall()
-    except sqlite3.OperationalError as e:
-        raise ValueError(f"{path}: not a usable gateway ledger ({e})") from None
-    finally:
-        conn.close()
+    if first_hour < end_hour:
+        parts += ledger.query(rollup_sql, (dim, first_hour, end_hour))
+        parts += ledger.query(raw_sql, (since, first_hour * 3600))
+        parts += ledger.query(raw_sql, (end_hour * 3600, until))
+    else:
+        parts += ledger.query(raw_sql, (since, until))
     totals: dict[str, list] = {}
     for name, *values in parts:
         acc = totals.setdefault(name, [0] * len(values))
@@ -90,6 +83,12 @@ def usage_rows(path: Path, since: float, until: float, by: str) -> list[dict[str
                     "avg_latency_ms": round(latency / requests, 1) if requests else None})
     out.sort(key=lambda r: (-(r["cost_usd"] or 0), -r["requests"]))
     return out
+
+
+def in_dialect(ledger: Any, expr: str) -> str:
+    if expr.startswith("{day:"):
+        return ledger.day_of(expr[5:-1])
+    return expr
 
 
 def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:

@@ -1,4 +1,5 @@
-"""The `state:` section of gateway.yaml: which backend holds rate-limit and budget counters."""
+"""The `state:` section of gateway.yaml: which backends hold rate-limit and budget counters (in-process
+or Redis) and the ledger (SQLite in the state directory, or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class StateError(RuntimeError):
+    """A shared backend is unusable at start-up (unreachable, wrong password, newer schema, ...): the
+    message names the gateway.yaml field to fix; never a traceback, never a silent fall-back."""
 
 
 class StateSettings(BaseModel):
@@ -23,9 +29,22 @@ class StateSettings(BaseModel):
     reservation_ttl_s: float = Field(default=600, gt=0, le=86400, description=(
         "a budget reservation whose request never settled (its replica died) stops counting after this"))
     timeout_s: float = Field(default=1.0, gt=0, le=30, description="per Redis call (a timeout counts as Redis down)")
+    ledger: Literal["sqlite", "postgres"] = Field(default="sqlite", description=(
+        "sqlite: request rows, feedback and the tabular prediction log in files in the state directory (one "
+        "machine); postgres: in PostgreSQL, shared by every worker and replica"))
+    postgres_url_env: str = Field(default="GATEWAY_POSTGRES_URL", min_length=1, description=(
+        "env var holding the PostgreSQL URL (postgresql://user[:password]@host:5432/db); never logged"))
+    postgres_schema: str = Field(default="gateway", min_length=1, max_length=63, pattern=r"^[a-z_][a-z0-9_]*$",
+                                 description="PostgreSQL schema holding the gateway's tables (created if missing)")
+    migrate_on_start: bool = Field(default=True, description=(
+        "apply pending PostgreSQL migrations when the gateway starts (false: run `gateway db migrate` first; "
+        "a gateway finding an older schema then refuses to start)"))
 
     def redis_url(self) -> str | None:
         return os.environ.get(self.redis_url_env) or None
+
+    def postgres_url(self) -> str | None:
+        return os.environ.get(self.postgres_url_env) or None
 
 
 def redacted(url: str) -> str:

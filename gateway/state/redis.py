@@ -27,7 +27,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.metering.limits import RateLimited, Reservation, Scope, _limited, _next_month, day_start, month_start
-from gateway.state.config import StateSettings, redacted
+from gateway.state.config import StateError, StateSettings, redacted
 
 log = logging.getLogger("gateway.state")
 
@@ -142,10 +142,6 @@ for i = 1, #KEYS do
 end
 return 1
 """
-
-
-class StateError(RuntimeError):
-    """The configured backend cannot be used (unreachable, refused, no scripting): a start-up error."""
 
 
 @dataclass(slots=True)

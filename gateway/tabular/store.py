@@ -1,11 +1,13 @@
 """The prediction log of tabular models: features, prediction, and the label when it arrives.
 
-SQLite in the state directory, written by one thread in batches (requests never wait on disk).
-Labels are idempotent per prediction id: the same label twice is fine, a different one is refused.
+SQLite in the state directory (or PostgreSQL with `state.ledger: postgres`: gateway/state/postgres.py
+has that backend), written by one thread in batches (requests never wait on disk). Labels are
+idempotent per prediction id: the same label twice is fine, a different one is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -33,13 +35,65 @@ CREATE INDEX IF NOT EXISTS predictions_model_ts ON predictions (model, ts);
 """
 
 
+_INSERT = ("INSERT INTO predictions (id, model, ts, features, prediction, prediction_label) VALUES (?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (id) DO NOTHING")
+_LABEL = "UPDATE predictions SET label = ?, label_ts = ? WHERE id = ? AND label IS NULL"
+
+
 class LabelConflict(ValueError):
     pass
 
 
-class PredictionStore:
-    def __init__(self, path: Path, flush_interval_s: float = 0.2) -> None:
+def insert_params(payload: list[tuple]) -> list[tuple]:
+    """Rows as stored: features as JSON, a numeric prediction or a class label."""
+    return [(i, m, ts, json.dumps(f), p if isinstance(p, (int, float)) else None,
+             None if isinstance(p, (int, float)) else str(p)) for i, m, ts, f, p in payload]
+
+
+class SqliteLog:
+    """The embedded backend: tabular.db beside the ledger."""
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
+
+    def setup(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as conn:
+            conn.executescript(SCHEMA)
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=5)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def write(self, conn: sqlite3.Connection, pending: list[tuple[str, Any]]) -> None:
+        with conn:
+            for kind, payload in pending:
+                if kind == "insert":
+                    conn.executemany(_INSERT, insert_params(payload))
+                else:
+                    conn.execute(_LABEL, payload)
+
+    def query(self, sql: str, params: tuple) -> list[tuple]:
+        conn = self.connect()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        pass
+
+
+class PredictionStore:
+    def __init__(self, path: Path | None = None, flush_interval_s: float = 0.2, *, backend: Any = None) -> None:
+        """`path`: a SQLite file; or `backend` (gateway/state/postgres.py PostgresPredictionLog)."""
+        self.backend = backend if backend is not None else SqliteLog(path)
+        self.where = self.backend.where
         self.flush_interval_s = flush_interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -53,20 +107,13 @@ class PredictionStore:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+        self.backend.setup()
         self._thread.start()
 
     def close(self, timeout: float = 30) -> None:
         self._stop.set()
         self._thread.join(timeout)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        self.backend.close()
 
     # ---- writes (event loop) --------------------------------------------------------------------
     def record(self, rows: list[tuple[str, str, float, dict[str, Any], Any]]) -> None:
@@ -98,26 +145,23 @@ class PredictionStore:
 
     # ---- reads (worker threads) -----------------------------------------------------------------
     def lookup_label(self, prediction_id: str) -> tuple[float | None] | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT label FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
-        return None if row is None else (row[0],)
+        rows = self.backend.query("SELECT label FROM predictions WHERE id = ?", (prediction_id,))
+        return None if not rows else (rows[0][0],)
 
     def window(self, model: str, since: float, until: float | None = None) -> list[tuple]:
         """(ts, features JSON, prediction, label) of `model` in [since, until), oldest first."""
-        with self._connect() as conn:
-            return conn.execute(
-                "SELECT ts, features, prediction, label FROM predictions WHERE model = ? AND ts >= ? AND ts < ? "
-                "ORDER BY ts", (model, since, until if until is not None else time.time() + 1)).fetchall()
+        return self.backend.query(
+            "SELECT ts, features, prediction, label FROM predictions WHERE model = ? AND ts >= ? AND ts < ? "
+            "ORDER BY ts", (model, since, until if until is not None else time.time() + 1))
 
     def labelled_before(self, model: str, before: float, limit: int = 100_000) -> list[tuple]:
-        with self._connect() as conn:
-            return conn.execute(
-                "SELECT prediction, label FROM predictions WHERE model = ? AND ts < ? AND label IS NOT NULL "
-                "ORDER BY ts DESC LIMIT ?", (model, before, limit)).fetchall()
+        return self.backend.query(
+            "SELECT prediction, label FROM predictions WHERE model = ? AND ts < ? AND label IS NOT NULL "
+            "ORDER BY ts DESC LIMIT ?", (model, before, limit))
 
     # ---- writer thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
+        conn = None
         pending: list[tuple[str, Any]] = []
         while True:
             stopping = self._stop.wait(self.flush_interval_s)
@@ -128,25 +172,18 @@ class PredictionStore:
                 pass
             if pending:
                 try:
-                    conn = conn or self._connect()
-                    with conn:
-                        for kind, payload in pending:
-                            if kind == "insert":
-                                conn.executemany(
-                                    "INSERT OR IGNORE INTO predictions (id, model, ts, features, prediction, "
-                                    "prediction_label) VALUES (?, ?, ?, ?, ?, ?)",
-                                    [(i, m, ts, json.dumps(f), p if isinstance(p, (int, float)) else None,
-                                      None if isinstance(p, (int, float)) else str(p)) for i, m, ts, f, p in payload])
-                                self.written += len(payload)
-                            else:
-                                conn.execute("UPDATE predictions SET label = ?, label_ts = ? WHERE id = ? "
-                                             "AND label IS NULL", payload)
+                    conn = conn or self.backend.connect()
+                    self.backend.write(conn, pending)
+                    self.written += sum(len(p) for kind, p in pending if kind == "insert")
                     pending.clear()
-                except sqlite3.Error as e:  # kept in memory and retried: nothing recorded is dropped
+                except self.backend.errors as e:  # kept in memory and retried: nothing recorded is dropped
                     self.write_errors += 1
-                    log.error("tabular log write to %s failed (%s); %d items kept, retrying", self.path, e, len(pending))
+                    log.error("tabular log write to %s failed (%s); %d items kept, retrying", self.where,
+                              str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__,
+                              len(pending))
                     if conn is not None:
-                        conn.close()
+                        with contextlib.suppress(Exception):
+                            conn.close()
                         conn = None
                     if stopping:
                         time.sleep(0.5)

@@ -1,7 +1,7 @@
 import sqlite3
 import time
 
-from gateway.metering.ledger import COLUMNS, MIGRATIONS, Ledger, connect, spend_by
+from gateway.metering.ledger import COLUMNS, MIGRATIONS, Ledger, SqliteReader, connect, spend_by
 from gateway.metering.outcome import outcome
 
 
@@ -89,14 +89,14 @@ def test_spend_by_key_since(tmp_path):
     ledger.record(row(2, "a", 2.0, ts=200))
     ledger.record(row(3, "b", None, ts=200))
     ledger.close()
-    assert spend_by(tmp_path / "l.db", 150, "key") == {"a": 2.0}
-    assert spend_by(tmp_path / "missing.db", 0, "key") == {}
+    assert spend_by(SqliteReader(tmp_path / "l.db"), 150, "key") == {"a": 2.0}
+    assert spend_by(SqliteReader(tmp_path / "missing.db"), 0, "key") == {}
 
 
 def test_report_from_rollup_equals_raw_aggregation(tmp_path):
     import random
 
-    from gateway.metering.report import GROUPINGS, usage_rows
+    from gateway.metering.report import GROUPINGS, in_dialect, usage_rows
 
     rng = random.Random(7)
     path = tmp_path / "l.db"
@@ -115,10 +115,10 @@ def test_report_from_rollup_equals_raw_aggregation(tmp_path):
     ledger.close()
     since, until = base + 1234.5, base + 5 * 3600 + 17  # not on hour boundaries
     for by in GROUPINGS:
-        fast = {r[by]: r for r in usage_rows(path, since, until, by)}
+        fast = {r[by]: r for r in usage_rows(SqliteReader(path), since, until, by)}
         with sqlite3.connect(path) as conn:
             # errors: 5xx, or a 200 stream that ended with an error (not the client leaving); refused: 4xx but 499
-            raw = conn.execute(f"SELECT {GROUPINGS[by][0]}, COUNT(*), "
+            raw = conn.execute(f"SELECT {in_dialect(SqliteReader(path), GROUPINGS[by][0])}, COUNT(*), "
                                "SUM(status >= 500 OR (status < 400 AND error IS NOT NULL)), "
                                "SUM(status >= 400 AND status < 499), SUM(cost_usd) "
                                "FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1", (since, until)).fetchall()

@@ -22,3 +22,19 @@ def prefix(monkeypatch):
     if keys:
         r.delete(*keys)
     r.close()
+
+
+@pytest.fixture()
+def pg_schema(monkeypatch):
+    """A PostgreSQL schema of the test's own on the machine's server (dropped after), with
+    GATEWAY_POSTGRES_URL set; yields the schema name."""
+    from tests.helpers import POSTGRES_URL
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    monkeypatch.setenv("GATEWAY_POSTGRES_URL", POSTGRES_URL)
+    schema = "gwtest_" + os.urandom(4).hex()
+    yield schema
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

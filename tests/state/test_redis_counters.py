@@ -13,7 +13,8 @@ import pytest
 from gateway.errors import GatewayError
 from gateway.metering.limits import InProcessCounters, Limits, RateLimited, Scope
 from gateway.state.config import StateSettings, redacted
-from gateway.state.redis import RedisCounters, StateError
+from gateway.state.config import StateError
+from gateway.state.redis import RedisCounters
 from tests.helpers import REDIS_URL
 
 
