@@ -45,7 +45,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def policies(work: Path, name: str, limits: str, counters: str, prefix: str) -> Path:
+def policies(work: Path, name: str, limits: str, counters: str, prefix: str, state_extra: str = "") -> Path:
     root = work / name
     root.mkdir(parents=True)
     (root / "gateway.yaml").write_text(textwrap.dedent(f"""
@@ -53,7 +53,7 @@ def policies(work: Path, name: str, limits: str, counters: str, prefix: str) -> 
         models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
         keys:
           - {{name: app, sha256: {hashlib.sha256(KEY.encode()).hexdigest()}, policy: default, limits: {limits}}}
-        state: {{counters: {counters}, key_prefix: "{prefix}"}}
+        state: {{counters: {counters}, key_prefix: "{prefix}"{state_extra}}}
         server: {{watch_interval_s: 0}}
         """))
     (root / "default.yaml").write_text("request: []\nresponse: []\n")
@@ -61,15 +61,15 @@ def policies(work: Path, name: str, limits: str, counters: str, prefix: str) -> 
     return root
 
 
-def start(root: Path, work: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
-    procs, urls = [], []
-    for i in range(n):
-        port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--policies", str(root), "--port",
-                                       str(port), "--state-dir", str(work / f"{root.name}-state-{i}"),
-                                       "--log-level", "warning"], cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=(work / f"{root.name}-{i}.log").open("w")))
-        urls.append(f"http://127.0.0.1:{port}")
+def launch(root: Path, work: Path, i: int, port: int) -> subprocess.Popen:
+    """Replica `i` of `root` on `port`, with its own state directory (the same one when started again)."""
+    return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--policies", str(root), "--port",
+                             str(port), "--state-dir", str(work / f"{root.name}-state-{i}"),
+                             "--log-level", "warning"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=(work / f"{root.name}-{i}.log").open("a"))
+
+
+def wait_ready(urls: list[str], work: Path) -> None:
     for url in urls:
         deadline = time.monotonic() + 60
         while True:
@@ -83,6 +83,13 @@ def start(root: Path, work: Path, n: int) -> tuple[list[subprocess.Popen], list[
             if time.monotonic() > deadline:
                 raise SystemExit(f"{url} did not start; see {work}")
             time.sleep(0.1)
+
+
+def start(root: Path, work: Path, n: int) -> tuple[list[subprocess.Popen], list[str]]:
+    ports = [free_port() for _ in range(n)]
+    procs = [launch(root, work, i, port) for i, port in enumerate(ports)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    wait_ready(urls, work)
     return procs, urls
 
 

@@ -230,9 +230,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INSERT = f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_INSERT_FEEDBACK = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
+# A repeated id is skipped (a replayed journal, a retried batch); any other constraint is an error the
+# writer reports (OR IGNORE would also drop a row with a NULL where none is allowed, silently).
+_INSERT = (f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
+_INSERT_FEEDBACK = (f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))}) ON CONFLICT (dedup_key, metric) DO NOTHING")
 # The rollup is computed by SQLite itself over the rows just inserted (by rowid range): done in
 # Python it would hold the GIL for milliseconds per batch and stall the event loop.
 _ROLLUP = [
@@ -296,7 +299,12 @@ class LedgerUnavailable(ValueError):
 class SqliteSink:
     """The embedded ledger file, as the writer thread sees it (gateway/state/postgres.py has the other)."""
 
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, OverflowError, TypeError, ValueError)
+
+    @staticmethod
+    def is_data_error(e: BaseException) -> bool:
+        """A refusal of the data itself (retrying the same rows cannot help), not a full or locked disk."""
+        return isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError, TypeError, ValueError))
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -428,6 +436,10 @@ class Ledger:
         self.written = 0
         self._unwritten = 0  # rows the writer holds after a failed write
         self.dropped = 0
+        # Rows the database refused as data (a constraint, a type): set aside in a file, so one bad row
+        # never holds back the rows after it, and nothing is lost.
+        self.rejected = 0
+        self.rejected_path = self.path.with_name(self.path.name + ".rejected.jsonl")
         self.write_errors = 0
         self.last_error: str | None = None
 
@@ -466,7 +478,7 @@ class Ledger:
                     requests = [r for r in map(_upgrade_row, requests) if r is not None]
                     if conn is None:
                         conn = self.sink.connect()
-                    added = self.sink.write(conn, requests, feedback)
+                    added = self._write(conn, requests, feedback)
                     total += len(requests)
                     log.warning("replayed %s from a previous run: %d rows (%d new; rows already in the ledger are "
                                 "skipped), %d feedback rows%s", path.name, len(requests), added, len(feedback),
@@ -504,6 +516,40 @@ class Ledger:
             log.error("ledger writer did not finish within %.0fs; unwritten rows are lost", timeout)
 
     # ---- writer thread ---------------------------------------------------------------------------
+    def _write(self, conn: Any, rows: Sequence[Sequence[Any]], feedback: Sequence[Sequence[Any]] = ()) -> int:
+        """One batch; if the database refuses its data, row by row, with the refused rows set aside."""
+        try:
+            return self.sink.write(conn, rows, feedback)
+        except self.sink.errors as e:
+            if not self.sink.is_data_error(e):
+                raise
+            log.error("the ledger at %s refused a batch of %d rows (%s); writing them one by one", self.where,
+                      len(rows) + len(feedback), _short(e))
+        added = 0
+        for kind, items in (("request", rows), ("feedback", feedback)):
+            for item in items:
+                try:
+                    added += self.sink.write(conn, [item], ()) if kind == "request" else self.sink.write(conn, (), [item])
+                except self.sink.errors as e:
+                    if not self.sink.is_data_error(e):
+                        raise
+                    self._reject(kind, item, e)
+        return added
+
+    def _reject(self, kind: str, item: Sequence[Any], e: BaseException) -> None:
+        import json
+
+        self.rejected += 1
+        self._on_error()
+        try:
+            with open(self.rejected_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"kind": kind, "row": list(item), "error": _short(e)}, default=str) + "\n")
+            where = f"kept in {self.rejected_path}"
+        except OSError as oe:
+            where = f"and could not be kept ({oe})"
+        # the row itself is not logged (user ids, key names): it is in the file
+        log.error("the ledger at %s refused a %s row (%s); %s", self.where, kind, _short(e), where)
+
     def _run(self) -> None:
         # The writer sleeps a whole flush interval, then drains the queue at once: waking per row
         # would cost a GIL hand-off and a context switch for every request.
@@ -537,11 +583,11 @@ class Ledger:
                     if conn is None:
                         conn = self.sink.connect()
                     if feedback:
-                        self.sink.write(conn, (), feedback)
+                        self._write(conn, (), feedback)
                         feedback.clear()
                     while pending:
                         batch = [pending[i] for i in range(min(len(pending), self.batch_rows))]
-                        self.sink.write(conn, batch)
+                        self._write(conn, batch)
                         for _ in batch:
                             pending.popleft()
                         self.written += len(batch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -194,6 +195,11 @@ ON CONFLICT (experiment, metric, variant, unit_hash) DO UPDATE SET
 """
 
 
+# Rows adapted per GIL hand-off: psycopg formats each row in Python, and a 2,000-row batch in one go
+# would keep the event loop waiting for milliseconds.
+_YIELD_EVERY = 64
+
+
 class PostgresSink:
     """What gateway/metering/ledger.py's writer thread writes through when `state.ledger: postgres`."""
 
@@ -203,7 +209,16 @@ class PostgresSink:
         self.settings = settings
         self.where = where(settings)
         # psycopg.Error covers a dropped connection, a restart, a deadlock: all retried (idempotently).
-        self.errors: tuple[type[BaseException], ...] = (psycopg.Error, StateError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error, StateError, OSError, TypeError, ValueError)
+        self._psycopg = psycopg
+
+    def is_data_error(self, e: BaseException) -> bool:
+        """A refusal of the data itself (a constraint, a value out of range, a Python value psycopg cannot
+        send: ProgrammingError without an SQLSTATE), which the writer sets aside instead of retrying. A
+        missing table or privilege (ProgrammingError with one) is retried, loudly."""
+        pg = self._psycopg
+        return (isinstance(e, (pg.DataError, pg.IntegrityError, TypeError, ValueError))
+                or (isinstance(e, pg.ProgrammingError) and getattr(e, "sqlstate", None) is None))
 
     def connect(self):
         conn = connect(self.settings)
@@ -220,6 +235,8 @@ class PostgresSink:
         added = 0
         with conn.transaction():
             cur = conn.cursor()
+            # A batch's sorts and groupings fit in memory (the default 4 MB spills a 20k-row batch to disk).
+            cur.execute("SET LOCAL work_mem = '64MB'")
             if feedback:
                 with cur.copy(f"COPY feedback_stage ({_FB}) FROM STDIN") as copy:
                     for row in feedback:
@@ -227,8 +244,10 @@ class PostgresSink:
                 cur.execute(_MERGE_FEEDBACK)
             if rows:
                 with cur.copy(f"COPY requests_stage ({_STAGE}) FROM STDIN") as copy:
-                    for row in rows:
+                    for n, row in enumerate(rows, 1):
                         copy.write_row(row)
+                        if n % _YIELD_EVERY == 0:
+                            time.sleep(0)  # hand the GIL to the event loop between chunks, as the SQLite writer does
                 added = cur.execute(_MERGE_REQUESTS).fetchone()[0]
         return added
 

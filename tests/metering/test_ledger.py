@@ -185,3 +185,17 @@ def test_concurrent_first_connections_migrate_once(tmp_path):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert set(pool.map(open_it, range(8))) == {len(MIGRATIONS)}
+
+
+def test_a_row_sqlite_refuses_is_set_aside_and_the_rest_land(tmp_path):
+    ledger = Ledger(tmp_path / "l.db", flush_interval_s=0.01)
+    ledger.start()
+    bad = list(row(99, "k", 0.1))
+    bad[COLUMNS.index("ts")] = None  # NOT NULL
+    for r in [row(1, "k", 0.1), tuple(bad), row(2, "k", 0.1)]:
+        ledger.record(r)
+    ledger.close()
+    assert ledger.rejected == 1
+    with connect(tmp_path / "l.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 2
+    assert '"kind": "request"' in ledger.rejected_path.read_text()

@@ -231,3 +231,24 @@ def _diff(a, b, path=""):
             yield from _diff(x, y, f"{path}[{i}]")
     elif not close_enough(a, b):
         yield path, a, b
+
+
+def test_a_row_the_database_refuses_is_set_aside_and_the_rest_land(pg_schema, tmp_path):
+    import json
+
+    s = settings(pg_schema)
+    postgres.migrate(s)
+    ledger = open_ledger(s, tmp_path / "ledger.db", flush_interval_s=0.01)
+    ledger.start()
+    rows = mixed_rows(100)
+    bad = list(rows[50])
+    bad[COLUMNS.index("request_id")], bad[COLUMNS.index("input_tokens")] = "gw-bad", 2**40  # out of range
+    for r in [*rows[:50], tuple(bad), *rows[50:]]:
+        ledger.record(r)
+    ledger.close()
+    assert ledger.written == 101 and ledger.rejected == 1
+    reader = open_reader(s, tmp_path / "unused.db")
+    assert reader.query("SELECT COUNT(*) FROM requests")[0][0] == 100
+    reader.close()
+    kept = [json.loads(line) for line in ledger.rejected_path.read_text().splitlines()]
+    assert [k["row"][0] for k in kept] == ["gw-bad"] and "out of range" in kept[0]["error"]

@@ -104,7 +104,8 @@ def test_the_compose_example_policies_are_valid(tmp_path):
     from tests.helpers import run_cli
 
     r = run_cli("check-policies", "--policies", str(REPO / "deploy/policies"),
-                env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_ADMIN_KEY": "x"})
+                env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_ADMIN_KEY": "x",
+                     "GATEWAY_POSTGRES_URL": "postgresql://gateway@127.0.0.1:5432/gateway"})
     assert r.returncode == 0, r.stderr
 
 

@@ -24,7 +24,7 @@ CREATE TABLE requests (
     attempts integer,
     verdicts text,                          -- JSON [[type, check, action, score, status], ...]; never text
     experiment text, variant text, unit_hash text,
-    outcome text NOT NULL                   -- ok | failed | refused | client_gone (gateway/metering/outcome.py)
+    outcome text                            -- ok | failed | refused | client_gone (gateway/metering/outcome.py)
 );
 CREATE INDEX requests_ts ON requests (ts);
 CREATE INDEX requests_key_ts ON requests (key, ts);
