@@ -222,27 +222,54 @@ async def _metering(app: web.Application) -> AsyncIterator[None]:
             log.error("could not replay the ledger journal (%s); its files are kept", e)
     shared = isinstance(meter.counters, RedisCounters)
     if ledger is not None and (shared or isinstance(meter.counters, InProcessCounters)):
-        now = time.time()
-        seeds = {}
-        for column, prefix in (("key", "key:"), ("grp", "group:")):
-            for period, since in (("day", day_start(now)), ("month", month_start(now))):
-                try:
-                    spent = await asyncio.to_thread(spend_by, ledger.reader, since, column)
-                except Exception as e:  # an unreadable ledger must not stop the gateway: say so, go on
-                    log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.where, e)
-                    spent = {}
-                seeds.setdefault(period, {}).update({prefix + k: v for k, v in spent.items()})
-        if shared:
-            await meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
-        else:
-            meter.counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+        await _seed_spend(meter.counters, ledger)
     if ledger is not None:
         ledger.start()
+    watch = (asyncio.create_task(_reseed_when_redis_forgets(meter.counters, ledger))
+             if shared and ledger is not None else None)
     yield
+    if watch is not None:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
     if shared:
         await meter.counters.close()
     if ledger is not None:
         await asyncio.to_thread(ledger.close)
+
+
+async def _seed_spend(counters, ledger) -> None:
+    """Today's and this month's spend per key and group, from the ledger into the counters."""
+    now = time.time()
+    seeds: dict[str, dict[str, float]] = {}
+    for column, prefix in (("key", "key:"), ("grp", "group:")):
+        for period, since in (("day", day_start(now)), ("month", month_start(now))):
+            try:
+                spent = await asyncio.to_thread(spend_by, ledger.reader, since, column)
+            except Exception as e:  # an unreadable ledger must not stop the gateway: say so, go on
+                log.error("could not rebuild spend from %s (%s); budgets start from zero", ledger.where, e)
+                spent = {}
+            seeds.setdefault(period, {}).update({prefix + k: v for k, v in spent.items()})
+    if isinstance(counters, RedisCounters):
+        await counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+    else:
+        counters.seed_spend(seeds.get("day", {}), seeds.get("month", {}))
+
+
+RESEED_CHECK_S = 15.0
+
+
+async def _reseed_when_redis_forgets(counters: RedisCounters, ledger) -> None:
+    """Redis restarted empty or evicted the spend while the gateway runs: budgets would start again
+    from zero. Checked every RESEED_CHECK_S; the spend is rebuilt from the ledger (every replica's,
+    with `ledger: postgres`)."""
+    while True:
+        await asyncio.sleep(RESEED_CHECK_S)
+        try:
+            if await counters.needs_seed():
+                log.warning("Redis holds no budget spend (restarted or evicted): rebuilding it from %s", ledger.where)
+                await _seed_spend(counters, ledger)
+        except Exception as e:  # the next round tries again
+            log.error("could not rebuild budget spend in Redis (%s)", e)
 
 
 async def _policies(app: web.Application) -> AsyncIterator[None]:

@@ -79,9 +79,9 @@ async def _by_request(meter: Any, request_id: str) -> tuple[str, str, str]:
     found = meter.recent_assignments.get(request_id)
     if found is not None:
         return found.experiment, found.variant.name, found.unit_hash
-    row = await _query(meter.ledger.reader,
-                                  "SELECT experiment, variant, unit_hash FROM requests WHERE request_id = ? "
-                                  "AND experiment IS NOT NULL", (request_id,))
+    row = await _query_settled(meter.ledger,
+                               "SELECT experiment, variant, unit_hash FROM requests WHERE request_id = ? "
+                               "AND experiment IS NOT NULL", (request_id,))
     if row is None:
         raise NotFound(f"Unknown request id {request_id!r}, or that request took part in no experiment.",
                        code="request_not_found")
@@ -92,12 +92,22 @@ async def _by_unit(meter: Any, experiment: str, uh: str) -> str:
     found = meter.recent_assignments.get((experiment, uh))
     if found is not None:
         return found.variant.name
-    row = await _query(meter.ledger.reader,
-                                  "SELECT variant FROM experiment_units WHERE experiment = ? AND unit_hash = ? "
-                                  "ORDER BY first_ts DESC LIMIT 1", (experiment, uh))
+    row = await _query_settled(meter.ledger,
+                               "SELECT variant FROM experiment_units WHERE experiment = ? AND unit_hash = ? "
+                               "ORDER BY first_ts DESC LIMIT 1", (experiment, uh))
     if row is None:
         raise NotFound(f"Unit never took part in experiment {experiment!r}.", code="unit_not_found")
     return row[0]
+
+
+async def _query_settled(ledger: Any, sql: str, params: tuple) -> Any:
+    """A row another worker or replica served may still be in its writer's queue (up to one flush
+    interval): not found at first, ask once more after that interval before answering 404."""
+    row = await _query(ledger.reader, sql, params)
+    if row is None:
+        await asyncio.sleep(ledger.flush_interval_s * 1.5)
+        row = await _query(ledger.reader, sql, params)
+    return row
 
 
 async def _query(reader: Any, sql: str, params: tuple) -> Any:

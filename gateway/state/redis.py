@@ -134,12 +134,19 @@ return 1
 """
 
 # Only if the key is absent: a replica starting next to a live Redis must not reset what it counts.
+# Spend from the ledger, raised to where Redis has less: Redis empty after a restart or an eviction
+# (or holding only what was spent since) gets the ledger's total; a live counter that is ahead of the
+# ledger (rows not flushed yet) is left alone. KEYS[n+1]: the marker that says Redis holds seeded spend.
 _SEED = """
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 and tonumber(ARGV[i * 2 - 1]) > 0 then
+local n = #KEYS - 1
+for i = 1, n do
+  local v = tonumber(ARGV[i * 2 - 1])
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if v > cur then
     redis.call('SET', KEYS[i], ARGV[i * 2 - 1], 'EX', ARGV[i * 2])
   end
 end
+redis.call('SET', KEYS[n + 1], '1')
 return 1
 """
 
@@ -198,9 +205,18 @@ class RedisCounters:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
 
+    async def needs_seed(self) -> bool:
+        """True when Redis lost the spend it held (restarted empty, flushed, or the marker evicted):
+        the ledger's spend must be written back (seed_spend). False while Redis is down."""
+        try:
+            return not await self._redis.exists(f"{self.prefix}:spend-seeded")
+        except self.down_errors:
+            return False
+
     async def seed_spend(self, day: dict[str, float], month: dict[str, float], now: float | None = None) -> None:
-        """Spend so far from the ledger, written only where Redis has none (empty after a restart or
-        an eviction). Each replica seeds from its own ledger until the ledger is shared."""
+        """Spend so far from the ledger, raised to where Redis holds less (see _SEED). With a
+        per-replica SQLite ledger each replica can only seed its own spend; `ledger: postgres` gives
+        every replica the total."""
         now = time.time() if now is None else now
         keys, args = [], []
         for name, value in day.items():
@@ -209,8 +225,7 @@ class RedisCounters:
         for name, value in month.items():
             keys.append(self._month_key(name, now))
             args += [repr(float(value)), "3024000"]
-        if keys:
-            await self._seed(keys=keys, args=args)
+        await self._seed(keys=[*keys, f"{self.prefix}:spend-seeded"], args=args)
 
     # ---- keys ----------------------------------------------------------------------------------
     def _day_key(self, scope: str, now: float) -> str:

@@ -53,8 +53,8 @@ def test_replicas_write_one_ledger_and_any_replica_takes_feedback(tmp_path, pg_s
     with running_gateway(roots[0], ledger=tmp_path / "sa" / "ledger.db") as a, \
             running_gateway(roots[1], ledger=tmp_path / "sb" / "ledger.db") as b:
         ids = [chat((a, b)[i % 2].url, f"user-{i}").headers["x-gateway-request-id"] for i in range(20)]
-        time.sleep(0.6)  # the writers' flush interval (0.2 s) and then some
-        # b never saw a's requests: it finds them in the shared ledger
+        # b never saw a's requests: it finds them in the shared ledger, right away (a's writer may not
+        # have flushed yet: b asks again after one flush interval before it says 404)
         accepted = [httpx.post(b.url + "/v1/feedback", headers=HEADERS, timeout=30,
                                json={"request_id": rid, "metric": "resolved", "value": 1}).status_code
                     for rid in ids[0::2]]
@@ -112,3 +112,38 @@ def test_bad_postgres_settings_are_start_up_errors(tmp_path, pg_schema):
     assert r.returncode == 2 and "state.postgres_url_env" in r.stderr, r.stderr
     for res in (r,):
         assert "hunter2" not in res.stderr + res.stdout and "Traceback" not in res.stderr
+
+
+def test_budget_spend_comes_back_from_the_shared_ledger_after_redis_forgets_it(tmp_path, pg_schema, prefix,
+                                                                                monkeypatch):
+    import redis
+
+    from gateway import app as app_module
+    from tests.helpers import REDIS_URL
+
+    monkeypatch.setattr(app_module, "RESEED_CHECK_S", 0.2)
+    yaml = gateway_yaml(pg_schema).replace("policy: default}", "policy: default, limits: {usd_per_day: 100}}")
+    yaml = yaml.replace(f"state: {{ledger: postgres, postgres_schema: {pg_schema}}}",
+                        f"state: {{ledger: postgres, postgres_schema: {pg_schema}, counters: redis, "
+                        f"key_prefix: {prefix}}}")
+    root = write_policies(tmp_path / "p", yaml)
+    (root / "pricing.yaml").write_text("models:\n  echo: {input: 1000, output: 1000, source: test, as_of: 2026-12-01}\n")
+    r = redis.Redis.from_url(REDIS_URL)
+
+    def spent() -> float:
+        keys = [k for k in r.scan_iter(f"{prefix}:usd:day:*:key:app")]
+        return float(r.get(keys[0])) if keys else 0.0
+
+    with running_gateway(root, ledger=tmp_path / "s" / "ledger.db") as gw:
+        for i in range(5):
+            assert chat(gw.url, f"u{i}").status_code == 200
+        time.sleep(0.6)  # settled in Redis, flushed to PostgreSQL
+        before = spent()
+        assert before > 0
+        r.delete(*r.scan_iter(f"{prefix}:*"))  # Redis restarted empty
+        assert spent() == 0.0
+        deadline = time.time() + 10
+        while spent() == 0.0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert abs(spent() - before) < 1e-9
+    r.close()

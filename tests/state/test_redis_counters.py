@@ -12,8 +12,7 @@ import pytest
 
 from gateway.errors import GatewayError
 from gateway.metering.limits import InProcessCounters, Limits, RateLimited, Scope
-from gateway.state.config import StateSettings, redacted
-from gateway.state.config import StateError
+from gateway.state.config import StateError, StateSettings, redacted
 from gateway.state.redis import RedisCounters
 from tests.helpers import REDIS_URL
 
@@ -229,3 +228,32 @@ async def _count(store, scopes, n: int) -> int:
         except RateLimited:
             pass
     return ok
+
+
+def test_spend_is_rebuilt_when_redis_forgets_it_and_never_lowered(prefix):
+    import redis
+
+    async def main():
+        store, = replicas(prefix, 1)
+        budget = (Scope("key:app", Limits(usd_per_day=1.0)),)
+        try:
+            assert await store.needs_seed()  # a Redis that never held this gateway's spend
+            await store.seed_spend({"key:app": 0.7}, {})
+            assert not await store.needs_seed()
+            with pytest.raises(RateLimited):  # 0.7 spent + 0.4 > 1.0
+                await store.reserve(budget, 0, 0.4, time.time())
+            await store.seed_spend({"key:app": 0.1}, {})  # a ledger behind Redis does not lower it
+            with pytest.raises(RateLimited):
+                await store.reserve(budget, 0, 0.4, time.time())
+            r = redis.Redis.from_url(REDIS_URL)  # Redis restarted empty (or the keys evicted)
+            r.delete(*r.scan_iter(f"{prefix}:*"))
+            r.close()
+            assert await store.needs_seed()
+            await store.reserve(budget, 0, 0.4, time.time())  # admitted: the spend is gone...
+            await store.seed_spend({"key:app": 0.7}, {})  # ...until it is rebuilt from the ledger
+            with pytest.raises(RateLimited):
+                await store.reserve(budget, 0, 0.4, time.time())
+        finally:
+            await store.close()
+
+    asyncio.run(main())
