@@ -3,16 +3,21 @@ connections over them) under a small supervisor that restarts a worker that dies
 
 Workers share nothing in memory, so limits and budgets are only right when their counters are
 shared: with `state.counters: embedded` the supervisor refuses to start (N workers would each
-enforce the whole limit). Each worker writes the same SQLite ledger (WAL allows several writers)
-through its own crash journal, and serves its own /metrics.
+enforce the whole limit). Each worker writes the same ledger (SQLite: WAL allows several writers;
+or PostgreSQL) through its own crash journal. /metrics answers for all workers, whichever serves the
+scrape: each worker keeps its metrics in memory-mapped files in one directory
+(prometheus_client's multiprocess mode), and the scrape sums them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 log = logging.getLogger("gateway.workers")
@@ -32,12 +37,26 @@ def supervise(n: int, child_args: list[str], grace_s: float) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     cmd = [sys.executable, "-m", "gateway", "serve", *child_args, "--reuse-port"]
-    procs: dict[int, subprocess.Popen] = {i: subprocess.Popen(cmd) for i in range(n)}
+    # Set before a worker imports prometheus_client, which picks its value store at import time.
+    metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    try:
+        return _run(n, cmd, env, metrics_dir, grace_s, lambda: stopping)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(n: int, cmd: list[str], env: dict[str, str], metrics_dir: str, grace_s: float, stopped) -> int:
+    from prometheus_client import multiprocess
+
+    stopping = False
+    procs: dict[int, subprocess.Popen] = {i: subprocess.Popen(cmd, env=env) for i in range(n)}
     restarts: dict[int, list[float]] = {i: [] for i in range(n)}
     log.info("supervising %d workers (pids %s)", n, ", ".join(str(p.pid) for p in procs.values()))
     code = 0
     while not stopping:
         time.sleep(0.2)
+        stopping = stopped()
         for i, proc in list(procs.items()):
             rc = proc.poll()
             if rc is None or stopping:
@@ -54,7 +73,8 @@ def supervise(n: int, child_args: list[str], grace_s: float) -> int:
                 stopping, code = True, 1
                 break
             log.warning("worker %d (pid %d) exited with %s; restarting it", i, proc.pid, rc)
-            procs[i] = subprocess.Popen(cmd)
+            multiprocess.mark_process_dead(proc.pid, metrics_dir)  # its gauges stop counting; counters stay
+            procs[i] = subprocess.Popen(cmd, env=env)
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

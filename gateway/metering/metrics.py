@@ -1,6 +1,10 @@
-"""Prometheus metrics, in a registry of the app's own (so several apps in one process stay apart)."""
+"""Prometheus metrics, in a registry of the app's own (so several apps in one process stay apart).
+Under `gateway serve --workers N` (PROMETHEUS_MULTIPROC_DIR set by the supervisor) every worker's
+values live in shared files and a scrape of any worker sums them all."""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -41,7 +45,8 @@ class Metrics:
                                     registry=r)
         self.ledger_errors = Counter("gateway_ledger_write_errors", "Failed ledger write attempts", registry=r)
         self.ledger_rows = Counter("gateway_ledger_rows_written", "Rows committed to the ledger", registry=r)
-        self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r)
+        self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r,
+                                    multiprocess_mode="livesum")  # all live workers' queues together
 
     def child(self, metric, *labels: str):
         """`metric.labels(*labels)`, cached: the lookup costs more than the increment it serves."""
@@ -52,4 +57,11 @@ class Metrics:
         return found
 
     def render(self) -> bytes:
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=shared)
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -155,3 +155,35 @@ tabular:
         hook.stop()
         model.stop()
     assert len(got) == 1 and got[0]["model"] == "churn" and got[0]["data_drift"] is True
+
+
+def test_metrics_of_two_workers_are_one_view(tmp_path, prefix):
+    """Whichever worker answers the scrape, /metrics counts every worker's requests."""
+    root = write_policies(tmp_path / "p", textwrap.dedent(f"""
+        upstreams: {{mock: {{type: mock}}}}
+        models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
+        state: {{counters: redis, key_prefix: "{prefix}"}}
+        server: {{watch_interval_s: 0}}
+        """))  # open mode on loopback: /metrics needs no key
+    port = free_port()
+    proc = subprocess.Popen(gateway_cmd("serve", "--policies", str(root), "--port", str(port), "--workers", "2",
+                                        "--state-dir", str(tmp_path / "s")),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", timeout=60)
+        time.sleep(1.0)
+        for _ in range(40):  # new connections: spread over both workers
+            r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                           json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200
+        totals = []
+        for _ in range(10):
+            text = httpx.get(url + "/metrics", timeout=30).text
+            totals.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                              if line.startswith("gateway_requests_total{")))
+        assert totals == [40.0] * 10, totals
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
