@@ -141,9 +141,11 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=58, help="load duration; keep it under 60 (one window)")
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--rpm", type=int, default=600)
-    p.add_argument("--latency-requests", type=int, default=2000)
+    p.add_argument("--latency-requests", type=int, default=2000, help="0 skips the overhead comparison")
     p.add_argument("--workers-rounds", type=int, default=3, help="0 skips the --workers 1 vs 2 comparison")
-    p.add_argument("--limits", default="rpm,tpm,usd", help="which limits to check (comma-separated)")
+    p.add_argument("--limits", default="rpm,tpm,usd", help="which limits to check (comma-separated; '' for none)")
+    p.add_argument("--load-generator", choices=["auto", "wrk", "aiohttp"], default="auto",
+                   help="for the workers comparison: wrk when installed (apt-get install wrk), else aiohttp")
     args = p.parse_args()
     os.environ.setdefault("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     work = Path(tempfile.mkdtemp(prefix="replicas-"))
@@ -158,7 +160,7 @@ def main() -> int:
     limits_of = {"rpm": f"{{requests_per_minute: {args.rpm}}}", "tpm": "{tokens_per_minute: 6000}",
                  "usd": "{usd_per_day: 6}"}
     cases = [(name, limits_of[name], counters, 1 if counters == "embedded" else args.replicas)
-             for name in args.limits.split(",") for counters in ("embedded", "redis")]
+             for name in args.limits.split(",") if name for counters in ("embedded", "redis")]
     rows = []
     for name, limits, counters, n in cases:
         prefix = f"bench-{os.urandom(4).hex()}"
@@ -173,12 +175,21 @@ def main() -> int:
         allowed = min(sum(counts.values()), args.rpm) if name == "rpm" else (rows[-1][4] if counters == "redis"
                                                                              else admitted)
         rows.append((name, counters, n, sum(counts.values()), admitted, allowed, counts))
-    print(f"Limit accuracy: round-robin, {rate:.0f} req/s offered (4x the limit) for {args.seconds:.0f} s")
+    if rows:
+        print(f"Limit accuracy: round-robin, {rate:.0f} req/s offered (4x the limit) for {args.seconds:.0f} s")
     for name, counters, n, sent, admitted, allowed, counts in rows:
         print(f"  {name:<5} {n} x {counters:<8} sent {sent:>6}  admitted {admitted:>6}  allowed {allowed:>6}  "
               f"error {100 * (admitted - allowed) / allowed:+.2f}%  statuses {dict(sorted(counts.items()))}")
 
-    # Overhead: embedded vs Redis counters, one replica each, interleaved.
+    if args.latency_requests:
+        overhead(args, work)
+    if args.workers_rounds:
+        workers(args, work)
+    return 0
+
+
+def overhead(args, work: Path) -> None:
+    """Embedded vs Redis counters, one replica each, sequential requests, interleaved rounds."""
     emb, _ = start(policies(work, "lat-embedded", "{requests_per_minute: 100000000}", "embedded", "x"), work, 1)
     red, _ = start(policies(work, "lat-redis", "{requests_per_minute: 100000000}", "redis",
                             f"bench-{os.urandom(4).hex()}"), work, 1)
@@ -195,9 +206,6 @@ def main() -> int:
     print(f"Overhead ({args.latency_requests} sequential requests each, interleaved): embedded p50 {p50['embedded']:.3f} ms "
           f"p99 {p99['embedded']:.3f}; redis p50 {p50['redis']:.3f} ms p99 {p99['redis']:.3f}; "
           f"added p50 {p50['redis'] - p50['embedded']:+.3f} ms")
-    if args.workers_rounds:
-        workers(args, work)
-    return 0
 
 
 async def throughput(url: str, concurrency: int, seconds: float) -> float:
@@ -214,6 +222,27 @@ async def throughput(url: str, concurrency: int, seconds: float) -> float:
                     done += r.status == 200
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return done / seconds
+
+
+def throughput_wrk(url: str, concurrency: int, seconds: float, work: Path) -> float:
+    """The same load from wrk (C, one thread): it needs a fraction of the CPU the Python client does,
+    which matters when the load generator and the gateway share two cores."""
+    import json
+
+    script = work / "post.lua"
+    script.write_text(f"""
+wrk.method = "POST"
+wrk.body = {json.dumps(json.dumps(BODY))}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {KEY}"
+""")
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script),
+                          url + "/v1/chat/completions"], capture_output=True, text=True, check=True).stdout
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
+    bad = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
+    if bad:
+        raise SystemExit(f"wrk saw {bad} non-2xx responses from {url}")
+    return rps
 
 
 def workers(args, work: Path) -> None:
@@ -239,15 +268,18 @@ def workers(args, work: Path) -> None:
                     time.sleep(0.1)
         time.sleep(2)
         rps: dict[int, list[float]] = {1: [], 2: []}
+        import shutil
+
+        use_wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk"))
         for _ in range(args.workers_rounds):
             for n, (_, url) in procs.items():
-                rps[n].append(asyncio.run(throughput(url, 64, 5.0)))
+                rps[n].append(throughput_wrk(url, 64, 5.0, work) if use_wrk else asyncio.run(throughput(url, 64, 5.0)))
     finally:
         stop([p for p, _ in procs.values()])
     one, two = statistics.median(rps[1]), statistics.median(rps[2])
     print(f"Workers (c=64 keep-alive connections, {args.workers_rounds} interleaved rounds of 5 s): "
           f"1 worker {one:.0f} req/s, 2 workers {two:.0f} req/s, ratio {two / one:.2f}x "
-          "(the load generator shares the two cores)")
+          f"(load from {'wrk' if use_wrk else 'aiohttp'}, on the same two cores)")
 
 
 def _url_of(proc: subprocess.Popen) -> str:
