@@ -73,6 +73,14 @@ class Load:
             await asyncio.gather(*tasks)
 
 
+def replicas(root: Path, work: Path, n: int) -> tuple[list[int], list[subprocess.Popen], list[str]]:
+    ports = [free_port() for _ in range(n)]
+    procs = [launch(root, work, i, p) for i, p in enumerate(ports)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    wait_ready(urls, work)
+    return ports, procs, urls
+
+
 def ledger_counts(schema: str, ids: list[str]) -> dict:
     import psycopg
 
@@ -87,10 +95,7 @@ def ledger_counts(schema: str, ids: list[str]) -> dict:
 def run_postgres_restart(args, work: Path, restart) -> dict:
     root = policies(work, "pgrestart", "{}", "redis", f"bench-pg-{os.getpid()}",
                     ", ledger: postgres, postgres_schema: pgrestart")
-    ports = [free_port() for _ in range(args.replicas)]
-    procs = [launch(root, work, i, p) for i, p in enumerate(ports)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    wait_ready(urls, work)
+    ports, procs, urls = replicas(root, work, args.replicas)
     load = Load(urls, args.rate)
     t0 = time.monotonic()
     asyncio.run(load.run(args.seconds, [(args.seconds / 3, lambda: restart(args.down_s))]))
@@ -104,10 +109,7 @@ def run_postgres_restart(args, work: Path, restart) -> dict:
 def run_replica_kill(args, work: Path) -> dict:
     root = policies(work, "kill", "{}", "redis", f"bench-kill-{os.getpid()}",
                     ", ledger: postgres, postgres_schema: kill")
-    ports = [free_port() for _ in range(args.replicas)]
-    procs = [launch(root, work, i, p) for i, p in enumerate(ports)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    wait_ready(urls, work)
+    ports, procs, urls = replicas(root, work, args.replicas)
     load = Load(urls, args.rate)
 
     def kill() -> None:
@@ -138,10 +140,7 @@ def run_redis_stop(args, work: Path) -> dict:
     os.environ["GATEWAY_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     root = policies(work, "redisstop", f"{{requests_per_minute: {args.rpm}}}", "redis", f"bench-r-{os.getpid()}",
                     ", ledger: postgres, postgres_schema: redisstop, on_backend_error: closed")
-    ports = [free_port() for _ in range(args.replicas)]
-    procs = [launch(root, work, i, p) for i, p in enumerate(ports)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    wait_ready(urls, work)
+    ports, procs, urls = replicas(root, work, args.replicas)
     load = Load(urls, args.rpm / 60 * 4)
     back_at: list[float] = []
 

@@ -13,6 +13,32 @@ def row(i, key="k", cost=0.01, ts=None):
     return tuple(values[c] for c in COLUMNS)
 
 
+BASE = 1_790_000_000.0
+
+
+def mixed_rows(n: int, seed: int = 7) -> list[tuple]:
+    """Rows over six hours from BASE with keys, models, outcomes, prices and (every third) an
+    experiment, like real traffic."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        r = list(row(i, key=rng.choice(["a", "b", None]), cost=rng.choice([0.01, 0.02, None]),
+                     ts=BASE + rng.random() * 6 * 3600))
+        r[COLUMNS.index("served_model")] = rng.choice(["m1", "m2"])
+        status, error = rng.choice([(200, None), (200, None), (502, "http_502"), (200, "stream_cut"), (429, "rpm"),
+                                    (499, None)])
+        r[COLUMNS.index("status")], r[COLUMNS.index("error")] = status, error
+        r[COLUMNS.index("outcome")] = outcome(status, error)
+        if i % 3 == 0:
+            r[COLUMNS.index("experiment")], r[COLUMNS.index("variant")] = "exp", rng.choice(["control", "new"])
+            r[COLUMNS.index("unit_hash")] = f"u{i % 97}"
+            r[COLUMNS.index("verdicts")] = '[["request","pii","block",1.0,"ok"]]' if i % 7 == 0 else None
+        out.append(tuple(r))
+    return out
+
+
 def count(path):
     with sqlite3.connect(path) as conn:
         return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
@@ -94,24 +120,15 @@ def test_spend_by_key_since(tmp_path):
 
 
 def test_report_from_rollup_equals_raw_aggregation(tmp_path):
-    import random
 
     from gateway.metering.report import GROUPINGS, in_dialect, usage_rows
 
-    rng = random.Random(7)
     path = tmp_path / "l.db"
     ledger = Ledger(path, flush_interval_s=0.01)
     ledger.start()
-    base = 1_790_000_000.0
-    for i in range(3000):
-        r = list(row(i, key=rng.choice(["a", "b", None]), cost=rng.choice([0.01, 0.02, None]),
-                     ts=base + rng.random() * 6 * 3600))
-        r[COLUMNS.index("served_model")] = rng.choice(["m1", "m2"])
-        status, error = rng.choice([(200, None), (200, None), (502, "http_502"), (200, "stream_cut"), (429, "rpm"),
-                                    (499, None)])
-        r[COLUMNS.index("status")], r[COLUMNS.index("error")] = status, error
-        r[COLUMNS.index("outcome")] = outcome(status, error)
-        ledger.record(tuple(r))
+    base = BASE
+    for r in mixed_rows(3000):
+        ledger.record(r)
     ledger.close()
     since, until = base + 1234.5, base + 5 * 3600 + 17  # not on hour boundaries
     for by in GROUPINGS:

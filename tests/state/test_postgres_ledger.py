@@ -13,39 +13,16 @@ import psycopg
 import pytest
 
 from gateway.metering.ledger import COLUMNS, Ledger, SqliteReader
-from gateway.metering.outcome import outcome
 from gateway.metering.report import GROUPINGS, usage_rows
 from gateway.state import postgres
 from gateway.state.config import StateError, StateSettings
 from gateway.state.ledger import open_ledger, open_reader
 from tests.helpers import POSTGRES_URL, private_postgres
-from tests.metering.test_ledger import row
-
-BASE = 1_790_000_000.0
+from tests.metering.test_ledger import BASE, mixed_rows, row
 
 
 def settings(schema: str, **kw) -> StateSettings:
     return StateSettings(ledger="postgres", postgres_schema=schema, **kw)
-
-
-def mixed_rows(n: int, seed: int = 7) -> list[tuple]:
-    """Rows over six hours with keys, models, outcomes, prices and an experiment, like real traffic."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        r = list(row(i, key=rng.choice(["a", "b", None]), cost=rng.choice([0.01, 0.02, None]),
-                     ts=BASE + rng.random() * 6 * 3600))
-        r[COLUMNS.index("served_model")] = rng.choice(["m1", "m2"])
-        status, error = rng.choice([(200, None), (200, None), (502, "http_502"), (200, "stream_cut"), (429, "rpm"),
-                                    (499, None)])
-        r[COLUMNS.index("status")], r[COLUMNS.index("error")] = status, error
-        r[COLUMNS.index("outcome")] = outcome(status, error)
-        if i % 3 == 0:
-            r[COLUMNS.index("experiment")], r[COLUMNS.index("variant")] = "exp", rng.choice(["control", "new"])
-            r[COLUMNS.index("unit_hash")] = f"u{i % 97}"
-            r[COLUMNS.index("verdicts")] = '[["request","pii","block",1.0,"ok"]]' if i % 7 == 0 else None
-        out.append(tuple(r))
-    return out
 
 
 def close_enough(a, b) -> bool:

@@ -66,13 +66,17 @@ def test_bad_backends_are_start_up_errors(tmp_path, monkeypatch):
     assert "hunter2" not in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
+def serve_workers(root, state, n: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(gateway_cmd("serve", "--policies", str(root), "--port", str(port), "--workers", str(n),
+                                        "--state-dir", str(state)),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def test_two_workers_share_the_limit_and_a_killed_worker_is_replaced(tmp_path, prefix):
     root = write_policies(tmp_path / "p", gateway_yaml(prefix, rpm=30))
-    port = free_port()
-    proc = subprocess.Popen(gateway_cmd("serve", "--policies", str(root), "--port", str(port), "--workers", "2",
-                                        "--state-dir", str(tmp_path / "s")),
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_workers(root, tmp_path / "s", 2)
     try:
         wait_http(url + "/healthz", timeout=60)
         time.sleep(1.0)  # both workers up
@@ -165,11 +169,7 @@ def test_metrics_of_two_workers_are_one_view(tmp_path, prefix):
         state: {{counters: redis, key_prefix: "{prefix}"}}
         server: {{watch_interval_s: 0}}
         """))  # open mode on loopback: /metrics needs no key
-    port = free_port()
-    proc = subprocess.Popen(gateway_cmd("serve", "--policies", str(root), "--port", str(port), "--workers", "2",
-                                        "--state-dir", str(tmp_path / "s")),
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_workers(root, tmp_path / "s", 2)
     try:
         wait_http(url + "/healthz", timeout=60)
         time.sleep(1.0)
