@@ -62,7 +62,8 @@ class RuntimeHolder:
         async with self._lock:
             stamp = fingerprint(self.policies_dir, self.prompts_dir)
             try:
-                runtime = await asyncio.to_thread(load_runtime, self.policies_dir, self.pool, self.prompts_dir)
+                runtime = await asyncio.to_thread(load_runtime, self.policies_dir, self.pool, self.prompts_dir,
+                                                  embedded_state=self.current.embedded_state)
                 problems = self._vet(runtime) if self._vet else []
                 if problems:
                     raise PolicyError(problems)

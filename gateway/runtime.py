@@ -59,6 +59,7 @@ class Runtime:
     tabular: dict[str, Any] = field(default_factory=dict)  # name -> tabular.service.TabularModel
     ledger_journal: bool = True  # metering.journal (read when the ledger starts)
     state: StateSettings = field(default_factory=StateSettings)  # read at start-up (a change needs a restart)
+    embedded_state: bool = False  # `state:` ignored (load_runtime's flag), kept for reloads
     loaded_at: float = field(default_factory=time.time)
 
     async def warm(self) -> None:
@@ -97,8 +98,11 @@ def fingerprint(policies_dir: Path, prompts_dir: Path | None = None) -> dict[str
     return out
 
 
-def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: Path | None = None) -> Runtime:
-    """Read and validate every file; raise PolicyError listing every problem with file and line."""
+def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: Path | None = None, *,
+                 embedded_state: bool = False) -> Runtime:
+    """Read and validate every file; raise PolicyError listing every problem with file and line.
+    `embedded_state`: ignore the `state:` section (in-process counters, SQLite ledger), for a private
+    gateway such as an eval run's, which must not spend production's limits or write its ledger."""
     policies_dir = Path(policies_dir)
     if not policies_dir.is_dir():
         raise PolicyError([f"{policies_dir}: policies directory does not exist"])
@@ -110,6 +114,8 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     if not gw_path.is_file():
         raise PolicyError([f"{gw_path}: missing; it declares upstreams, models and keys (see README)"])
     gw_doc, gw = load_model(gw_path, GatewayFile)
+    if embedded_state:
+        gw = gw.model_copy(update={"state": StateSettings()})
 
     pipelines: dict[str, Pipeline] = {}
     for path in policy_files(policies_dir):
@@ -225,7 +231,8 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
                    prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
-                   tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state)
+                   tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state,
+                   embedded_state=embedded_state)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:

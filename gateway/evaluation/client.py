@@ -75,7 +75,10 @@ class GatewayClient:
         from gateway.upstreams.openai import HttpPool
 
         pool = HttpPool()
-        runtime = self._runtime = load_runtime(self.policies, pool, self.prompts)
+        # The eval's own gateway: its own counters and ledger (in the eval state directory), even when
+        # gateway.yaml shares production's Redis and PostgreSQL - an eval run must not spend a key's
+        # production limits and budgets, nor add its traffic to production's usage and experiments.
+        runtime = self._runtime = load_runtime(self.policies, pool, self.prompts, embedded_state=True)
         app = build_app(self.policies, runtime, pool, ledger_path=self.state / "ledger.db", prompts_dir=self.prompts)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -287,3 +287,24 @@ def test_gate_against_the_previous_run(tmp_path, policies):
     second = evalcli(tmp_path / "state", "run", str(s), policies=policies)
     assert second.returncode == 1 and "[FAIL] pass_rate of t since run" in second.stdout
     assert "1 newly failing" in second.stdout
+
+
+def test_an_eval_run_keeps_off_the_shared_production_state(tmp_path, policies):
+    """gateway.yaml shares Redis and PostgreSQL with production: the eval's own in-process gateway uses
+    its own counters and a ledger in the eval state directory, and needs neither URL."""
+    (policies / "gateway.yaml").write_text(GATEWAY + "state: {counters: redis, ledger: postgres}\n")
+    s = suite(tmp_path, """
+        name: private
+        dataset: {cases: [{input: alpha}, {input: beta}]}
+        targets: [{name: a, model: echo}]
+        assertions: [{type: contains, value: a}]
+    """)
+    import os
+
+    env_before = {k: os.environ.pop(k) for k in ("GATEWAY_REDIS_URL", "GATEWAY_POSTGRES_URL") if k in os.environ}
+    try:
+        r = evalcli(tmp_path / "state", "run", str(s), "--no-cache", policies=policies)
+    finally:
+        os.environ.update(env_before)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "state" / "ledger.db").is_file()
