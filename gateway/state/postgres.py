@@ -197,7 +197,7 @@ ON CONFLICT (experiment, metric, variant, unit_hash) DO UPDATE SET
 
 # Rows adapted per GIL hand-off: psycopg formats each row in Python, and a 2,000-row batch in one go
 # would keep the event loop waiting for milliseconds.
-_YIELD_EVERY = 64
+_YIELD_EVERY = 16
 
 
 class PostgresSink:
