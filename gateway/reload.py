@@ -73,6 +73,13 @@ class RuntimeHolder:
             except Exception as e:  # a check's warm-up crashed: same rule, keep the old set
                 log.exception("reload (%s): warming the new policy set failed", reason)
                 return self._failed(reason, [f"warming the new policy set failed: {type(e).__name__}"], stamp)
+            if runtime.state != self.current.state:
+                # Backends (Redis counters, the ledger) are opened once at start-up: say so rather than
+                # appear to switch; the running ones stay and the new runtime describes them.
+                log.warning("reload (%s): the `state:` section of gateway.yaml changed; it takes effect at the next "
+                            "restart (counters: %s, ledger: %s stay in use)", reason, self.current.state.counters,
+                            self.current.state.ledger)
+                runtime.state = self.current.state
             self.current = runtime
             self.ready = True
             self._failed_fingerprint = None

@@ -56,3 +56,16 @@ def test_invalid_edit_keeps_old_set_and_reports_file_and_line(tmp_path):
         # fixing the file recovers
         (root / "default.yaml").write_text("request: []\n")
         assert _wait(lambda: httpx.get(gw.url + "/readyz").json()["last_reload"]["ok"] is True)
+
+
+def test_a_state_edit_waits_for_a_restart_and_says_so(tmp_path, caplog, monkeypatch):
+    from gateway.keys import HOLDER
+
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    root = write_policies(tmp_path, GW)
+    with running_gateway(root) as gw:
+        holder = gw.app[HOLDER]
+        (root / "gateway.yaml").write_text(GW + "state: {counters: redis}\n")
+        assert _wait(lambda: "takes effect at the next restart" in caplog.text)
+        assert holder.current.state.counters == "embedded"  # what is running, not what the file says
+        assert httpx.get(gw.url + "/healthz").status_code == 200
