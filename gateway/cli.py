@@ -253,11 +253,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(f"ledger schema {settings.postgres_schema!r} at {postgres.where(settings)}: "
                   + (f"migrated from version {before} to {after}" if before != after else f"already at version {after}"))
         else:
-            conn = postgres.connect(settings)
-            try:
-                version = postgres.schema_version(conn)
-            finally:
-                conn.close()
+            version = postgres.installed_version(settings)
             state = ("current" if version == known else "newer than this gateway" if version > known
                      else "needs `gateway db migrate`")
             print(f"ledger schema {settings.postgres_schema!r} at {postgres.where(settings)}: version {version} of "

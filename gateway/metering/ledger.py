@@ -39,10 +39,14 @@ COLUMNS = (
 )
 FEEDBACK_COLUMNS = ("dedup_key", "metric", "ts", "experiment", "variant", "unit_hash", "value")
 
+# SQL counting the rows where a condition holds, in a form SQLite and PostgreSQL both accept (a
+# boolean cannot be SUMmed in PostgreSQL).
+COUNT_IF = "SUM(CASE WHEN {} THEN 1 ELSE 0 END)".format
+
 # Rollup dimensions of usage_hourly and how each is read from a raw row. `model` is the public name
 # the client asked for (failed requests have no served model, and must land in the same row as the
 # successful ones); `served` is what answered.
-_DIMENSIONS = (
+DIMENSIONS = (
     ("key", "COALESCE(key, '')"),
     ("model", "COALESCE(model, '')"),
     ("served", "COALESCE(served_model, '')"),
@@ -222,7 +226,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
     DELETE FROM usage_hourly;
     """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
-                  for dim, expr in _DIMENSIONS) + """
+                  for dim, expr in DIMENSIONS) + """
     DROP TRIGGER requests_experiment_rollup;
     """ + _experiment_trigger(f"NEW.outcome = '{FAILED}'") + """
     DELETE FROM experiment_stats;
@@ -247,7 +251,7 @@ _ROLLUP = [
         priced = priced + excluded.priced, unpriced = unpriced + excluded.unpriced,
         estimated = estimated + excluded.estimated, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
         refused = refused + excluded.refused"""
-    for dim, expr in _DIMENSIONS
+    for dim, expr in DIMENSIONS
 ]
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often
 # (a large batch would hold it for milliseconds), large enough to stay efficient.
@@ -524,7 +528,7 @@ class Ledger:
             if not self.sink.is_data_error(e):
                 raise
             log.error("the ledger at %s refused a batch of %d rows (%s); writing them one by one", self.where,
-                      len(rows) + len(feedback), _short(e))
+                      len(rows) + len(feedback), one_line(e))
         added = 0
         for kind, items in (("request", rows), ("feedback", feedback)):
             for item in items:
@@ -543,12 +547,12 @@ class Ledger:
         self._on_error()
         try:
             with open(self.rejected_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"kind": kind, "row": list(item), "error": _short(e)}, default=str) + "\n")
+                f.write(json.dumps({"kind": kind, "row": list(item), "error": one_line(e)}, default=str) + "\n")
             where = f"kept in {self.rejected_path}"
         except OSError as oe:
             where = f"and could not be kept ({oe})"
         # the row itself is not logged (user ids, key names): it is in the file
-        log.error("the ledger at %s refused a %s row (%s); %s", self.where, kind, _short(e), where)
+        log.error("the ledger at %s refused a %s row (%s); %s", self.where, kind, one_line(e), where)
 
     def _run(self) -> None:
         # The writer sleeps a whole flush interval, then drains the queue at once: waking per row
@@ -604,10 +608,10 @@ class Ledger:
                     self.write_errors += 1
                     self._unwritten = len(pending) + len(feedback)
                     self._on_error()
-                    if self.last_error != _short(e):
+                    if self.last_error != one_line(e):
                         log.error("ledger write to %s failed (%s); %d rows kept (in memory and in the journal), "
-                                  "retrying", self.where, _short(e), len(pending))
-                    self.last_error = _short(e)
+                                  "retrying", self.where, one_line(e), len(pending))
+                    self.last_error = one_line(e)
                     backoff = min(max(backoff * 2, 0.5), 10.0)
                     if conn is not None:
                         self.sink.close(conn)
@@ -633,8 +637,8 @@ class Ledger:
             self._journal.close(committed)
 
 
-def _short(e: BaseException) -> str:
-    """One line of an error (PostgreSQL's carry a multi-line DETAIL)."""
+def one_line(e: BaseException) -> str:
+    """The first line of an error, for logs (PostgreSQL's carry a multi-line DETAIL with row values)."""
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else type(e).__name__
 

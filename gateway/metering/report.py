@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from gateway.metering.ledger import COUNT_IF as count
 from gateway.metering.outcome import FAILED, REFUSED
 
 # Per grouping: the expression over raw rows, and (rollup dimension, expression over usage_hourly).
@@ -49,7 +50,6 @@ def usage_rows(ledger: Any, since: float, until: float, by: str) -> list[dict[st
     `ledger`: a ledger reader (gateway/state/ledger.py); LedgerUnavailable if it cannot be read."""
     raw_expr, dim, rollup_expr = (in_dialect(ledger, e) for e in GROUPINGS[by])
     first_hour, end_hour = math.ceil(since / 3600), math.floor(until / 3600)
-    count = "SUM(CASE WHEN {} THEN 1 ELSE 0 END)".format
     raw_sql = f"""
         SELECT {raw_expr}, COUNT(*), {count(f"outcome = '{FAILED}'")}, SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),

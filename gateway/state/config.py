@@ -28,7 +28,8 @@ class StateSettings(BaseModel):
         "closed = refuse with 503"))
     reservation_ttl_s: float = Field(default=600, gt=0, le=86400, description=(
         "a budget reservation whose request never settled (its replica died) stops counting after this"))
-    timeout_s: float = Field(default=1.0, gt=0, le=30, description="per Redis call (a timeout counts as Redis down)")
+    timeout_s: float = Field(default=1.0, gt=0, le=30, description=(
+        "per Redis call (a timeout counts as Redis down); a PostgreSQL connection attempt gets 5x this"))
     ledger: Literal["sqlite", "postgres"] = Field(default="sqlite", description=(
         "sqlite: request rows, feedback and the tabular prediction log in files in the state directory (one "
         "machine); postgres: in PostgreSQL, shared by every worker and replica"))

@@ -9,6 +9,7 @@ journal, or a batch retried after a lost COMMIT reply therefore never counts a r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
@@ -18,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gateway.metering.ledger import COLUMNS, FEEDBACK_COLUMNS
+from gateway.metering.ledger import COLUMNS, COUNT_IF, DIMENSIONS, FEEDBACK_COLUMNS
 from gateway.metering.outcome import FAILED, REFUSED
 from gateway.state.config import StateError, StateSettings, redacted
 
@@ -60,16 +61,17 @@ def connect(settings: StateSettings, *, autocommit: bool = False):
                                options=f"-c search_path={settings.postgres_schema}")
     except psycopg.ProgrammingError as e:  # a URL psycopg cannot parse
         raise StateError(f"state.postgres_url_env: ${settings.postgres_url_env} is not a PostgreSQL URL "
-                         f"({_first_line(e)})") from None
+                         f"({_libpq_text(e)})") from None
     except psycopg.OperationalError as e:
-        text = _first_line(e)
+        text = _libpq_text(e)
         if "password" in text or "authentication" in text:
             raise StateError(f"PostgreSQL at {where(settings)} refused the credentials: {text}") from None
         raise StateError(f"cannot reach PostgreSQL at {where(settings)}: {text}") from None
 
 
-def _first_line(e: BaseException) -> str:
-    """libpq's message on one line (it spreads "connection to ... failed: ..." and a hint over several)."""
+def _libpq_text(e: BaseException) -> str:
+    """libpq's whole message joined on one line (it spreads "connection to ... failed: ...", the server's
+    FATAL and a hint over several lines, and the part worth reading is not always the first)."""
     text = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
     return (text or type(e).__name__)[:300]
 
@@ -80,6 +82,15 @@ def schema_version(conn) -> int:
     if row[0] is None:
         return 0
     return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+
+
+def installed_version(settings: StateSettings) -> int:
+    """The schema version in the database (0: no gateway tables yet)."""
+    conn = connect(settings)
+    try:
+        return schema_version(conn)
+    finally:
+        conn.close()
 
 
 def migrate(settings: StateSettings) -> tuple[int, int]:
@@ -122,12 +133,7 @@ def check(settings: StateSettings) -> None:
             log.warning("PostgreSQL ledger schema %r migrated from version %d to %d", settings.postgres_schema,
                         before, after)
         return
-    conn = connect(settings)
-    try:
-        version = schema_version(conn)
-    finally:
-        conn.close()
-    known = len(migrations())
+    version, known = installed_version(settings), len(migrations())
     _refuse_newer(settings, version, known)
     if version < known:
         raise StateError(f"the ledger schema in PostgreSQL at {where(settings)} is at version {version}; this gateway "
@@ -137,11 +143,9 @@ def check(settings: StateSettings) -> None:
 # ---- writing ------------------------------------------------------------------------------------
 _STAGE = ", ".join(COLUMNS)
 _FB = ", ".join(FEEDBACK_COLUMNS)
-_CASE = "SUM(CASE WHEN {} THEN 1 ELSE 0 END)"
 _BLOCKED = """verdicts LIKE '%"block"%'"""
-# The same dimensions as the SQLite rollup (gateway/metering/ledger.py _DIMENSIONS).
-_DIMS = ("('key', COALESCE(i.key, '')), ('model', COALESCE(i.model, '')), ('served', COALESCE(i.served_model, '')), "
-         "('prompt', COALESCE(i.prompt_name || '@' || i.prompt_version, '')), ('upstream', COALESCE(i.upstream, ''))")
+# The SQLite rollup's dimensions, as rows of a VALUES list (their expressions read the inserted row `i`).
+_DIMS = ", ".join(f"('{dim}', {expr})" for dim, expr in DIMENSIONS)
 _ADD = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "priced", "unpriced",
         "estimated", "latency_ms_sum", "refused")
 _STATS_ADD = ("n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq", "tokens_sum",
@@ -155,11 +159,11 @@ WITH i AS (
     RETURNING *
 ), hourly AS (
     INSERT INTO usage_hourly (hour, dim, value, {", ".join(_ADD)})
-    SELECT floor(i.ts / 3600)::bigint, d.dim, d.value, COUNT(*), {_CASE.format(f"i.outcome = '{FAILED}'")},
+    SELECT floor(i.ts / 3600)::bigint, d.dim, d.value, COUNT(*), {COUNT_IF(f"i.outcome = '{FAILED}'")},
            SUM(i.input_tokens), SUM(i.cached_tokens), SUM(i.output_tokens), COALESCE(SUM(i.cost_usd), 0),
-           COUNT(i.cost_usd), {_CASE.format("i.cost_usd IS NULL AND i.usage_source != 'none'")},
-           {_CASE.format("i.usage_source = 'estimated'")}, COALESCE(SUM(i.latency_ms), 0),
-           {_CASE.format(f"i.outcome = '{REFUSED}'")}
+           COUNT(i.cost_usd), {COUNT_IF("i.cost_usd IS NULL AND i.usage_source != 'none'")},
+           {COUNT_IF("i.usage_source = 'estimated'")}, COALESCE(SUM(i.latency_ms), 0),
+           {COUNT_IF(f"i.outcome = '{REFUSED}'")}
     FROM i CROSS JOIN LATERAL (VALUES {_DIMS}) AS d (dim, value)
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (hour, dim, value) DO UPDATE SET {", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in _ADD)}
@@ -169,14 +173,14 @@ WITH i AS (
     ON CONFLICT DO NOTHING
 ), stats AS (
     INSERT INTO experiment_stats
-SELECT experiment, variant, COUNT(*), {_CASE.format(f"outcome = '{FAILED}'")},
-       {_CASE.format(_BLOCKED)},
-       SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
-       COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
-       SUM(input_tokens + output_tokens), SUM((input_tokens + output_tokens)::float8 * (input_tokens + output_tokens))
-FROM i WHERE experiment IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
-ON CONFLICT (experiment, variant) DO UPDATE SET
-    {", ".join(f"{c} = experiment_stats.{c} + excluded.{c}" for c in _STATS_ADD)}
+    SELECT experiment, variant, COUNT(*), {COUNT_IF(f"outcome = '{FAILED}'")}, {COUNT_IF(_BLOCKED)},
+           SUM(COALESCE(latency_ms, 0)), SUM(COALESCE(latency_ms * latency_ms, 0)),
+           COUNT(cost_usd), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd * cost_usd), 0),
+           SUM(input_tokens + output_tokens),
+           SUM((input_tokens + output_tokens)::float8 * (input_tokens + output_tokens))
+    FROM i WHERE experiment IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (experiment, variant) DO UPDATE SET
+        {", ".join(f"{c} = experiment_stats.{c} + excluded.{c}" for c in _STATS_ADD)}
 )
 SELECT COUNT(*) FROM i
 """
@@ -253,10 +257,8 @@ class PostgresSink:
 
     @staticmethod
     def close(conn) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a connection the server already dropped
             conn.close()
-        except Exception:  # closing a connection the server already dropped
-            pass
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -279,10 +281,9 @@ class PostgresReader:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         from gateway.metering.ledger import LedgerUnavailable
 
-        # psycopg's placeholders are %s, and a literal % (a LIKE pattern) is %% once there are parameters.
         args = tuple(params) or None
         if args is not None:
-            sql = sql.replace("%", "%%").replace("?", "%s")
+            sql = psycopg_sql(sql)
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
@@ -294,7 +295,7 @@ class PostgresReader:
             rows = conn.execute(sql, args).fetchall()
         except self._errors as e:
             PostgresSink.close(conn)
-            raise LedgerUnavailable(f"PostgreSQL ledger at {self.where}: {_first_line(e)}") from None
+            raise LedgerUnavailable(f"PostgreSQL ledger at {self.where}: {_libpq_text(e)}") from None
         try:
             self._idle.put_nowait(conn)
         except queue.Full:
@@ -308,6 +309,12 @@ class PostgresReader:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def psycopg_sql(sql: str) -> str:
+    """A query written for both backends (`?` placeholders) in psycopg's form: `%s`, and a literal % (a
+    LIKE pattern) doubled, as psycopg wants once there are parameters."""
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 def _plain(value: Any) -> Any:
@@ -342,9 +349,9 @@ class PostgresPredictionLog:
             cur = conn.cursor()
             for kind, payload in pending:
                 if kind == "insert":
-                    cur.executemany(_INSERT.replace("?", "%s"), insert_params(payload))
+                    cur.executemany(psycopg_sql(_INSERT), insert_params(payload))
                 else:
-                    cur.execute(_LABEL.replace("?", "%s"), payload)
+                    cur.execute(psycopg_sql(_LABEL), payload)
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         return self._reader.query(sql, params)

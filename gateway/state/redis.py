@@ -133,7 +133,6 @@ end
 return 1
 """
 
-# Only if the key is absent: a replica starting next to a live Redis must not reset what it counts.
 # Spend from the ledger, raised to where Redis has less: Redis empty after a restart or an eviction
 # (or holding only what was spent since) gets the ledger's total; a live counter that is ahead of the
 # ledger (rows not flushed yet) is left alone. KEYS[n+1]: the marker that says Redis holds seeded spend.

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from gateway.metering.ledger import one_line
+
 log = logging.getLogger("gateway.tabular")
 
 SCHEMA = """
@@ -179,8 +181,7 @@ class PredictionStore:
                 except self.backend.errors as e:  # kept in memory and retried: nothing recorded is dropped
                     self.write_errors += 1
                     log.error("tabular log write to %s failed (%s); %d items kept, retrying", self.where,
-                              str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__,
-                              len(pending))
+                              one_line(e), len(pending))
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             conn.close()
