@@ -72,6 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"gateway: --workers must be 1 or more (got {args.workers})", file=sys.stderr)
         return 2
+    from gateway.models import embedder
+
+    try:
+        embedder.asked_precision()
+    except embedder.PrecisionError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         if runtime.state.counters != "redis":
             print(f"gateway: --workers {args.workers} needs shared counters: set `state: {{counters: redis}}` in "
@@ -101,6 +108,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"{args.host}; restart with --allow-open to allow that"]
         return []
 
+    # Model threads (torch, spaCy, the detectors' Python) and the event loop share the GIL; a thread
+    # that holds it gives it up only every switch interval. At 1 ms instead of 5 ms the loop waits
+    # less behind them: event-loop lag p99 8.6-9.7 ms against 11-13 ms, /healthz p99 20-26 ms against
+    # 24-33 ms under topics + injection load at c=16, same throughput (3 runs each, this machine).
+    sys.setswitchinterval(0.001)
     from gateway.app import build_app
 
     ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"

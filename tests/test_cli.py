@@ -68,6 +68,14 @@ def test_serve_with_invalid_policies_exits_2_without_traceback(tmp_path):
     assert "give at least one entry" in r.stderr
 
 
+def test_serve_refuses_an_unknown_embedding_precision(tmp_path):
+    root = write_policies(tmp_path, GW)
+    r = run_cli("serve", "--policies", str(root), "--port", str(free_port()), timeout=30,
+                env={"GATEWAY_EMBED_PRECISION": "fp8"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "GATEWAY_EMBED_PRECISION='fp8': use one of auto, bf16, fp32" in r.stderr
+
+
 def test_open_mode_refused_on_public_address(tmp_path):
     root = write_policies(tmp_path, GW)
     r = run_cli("serve", "--policies", str(root), "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,8 +30,9 @@ class _Waiting:
 
 class MicroBatcher(Generic[I, O]):
     def __init__(self, fn: Callable[[list[I]], Sequence[O]], *, max_items: int = 64, max_wait_ms: float = 0.0,
-                 name: str = "model") -> None:
+                 name: str = "model", executor: Executor | None = None) -> None:
         self.fn = fn
+        self.executor = executor  # None: the shared model pool (gateway/models/workers.py)
         self.max_items = max_items
         self.max_wait_s = max_wait_ms / 1000
         self.name = name
@@ -73,7 +75,7 @@ class MicroBatcher(Generic[I, O]):
     async def _run(self, batch: list[_Waiting]) -> None:
         flat = [x for w in batch for x in w.items]
         try:
-            out = await run_model(self.fn, flat)
+            out = await run_model(self.fn, flat, executor=self.executor)
         except BaseException as e:  # every waiter gets the failure; the batcher carries on
             for w in batch:
                 if not w.future.done():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -23,11 +23,11 @@ def pool() -> ThreadPoolExecutor:
     if _POOL is None:
         workers = int(os.environ.get("GATEWAY_MODEL_WORKERS", "0")) or min(4, os.cpu_count() or 2)
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-model",
-                                   initializer=_lower_priority)
+                                   initializer=lower_priority)
     return _POOL
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     """Model threads run at a lower CPU priority than the event loop (Linux nice is per thread, and
     threads torch or spaCy start from here inherit it): under full model load the loop still
     answers health probes and relays streams promptly; alone, the models lose nothing."""
@@ -37,6 +37,6 @@ def _lower_priority() -> None:
         pass
 
 
-async def run_model(fn: Callable[..., T], *args) -> T:
-    """Run CPU-bound model work in the model pool and await it."""
-    return await asyncio.get_running_loop().run_in_executor(pool(), fn, *args)
+async def run_model(fn: Callable[..., T], *args, executor: Executor | None = None) -> T:
+    """Run CPU-bound model work in the model pool (or `executor`) and await it."""
+    return await asyncio.get_running_loop().run_in_executor(executor or pool(), fn, *args)

@@ -88,7 +88,7 @@ def train(data: str | None = None, out: Path = WEIGHTS) -> dict:
     rows = rows_of(root)
     train_rows, dev_rows = grouped_split(rows, lambda r: r["group"])
     tick(f"{len(rows)} rows: {len(train_rows)} train / {len(dev_rows)} dev")
-    embed = EmbeddingCache(embedder.encode)
+    embed = EmbeddingCache(embedder.encode_exact)
     ftr, fdv = featurize(train_rows, embed), featurize(dev_rows, embed)
     embed.save()
     tick(f"features ({embed.computed} texts embedded)")

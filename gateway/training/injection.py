@@ -126,7 +126,7 @@ def train(data: str | None = None, out: Path = WEIGHTS) -> dict:
     tick(f"{len(rows)} rows + {len(extra)} extra negatives: {len(train_rows)} train / {len(dev_rows)} dev")
     spec = default_spec()
 
-    embed = EmbeddingCache(embedder.encode)
+    embed = EmbeddingCache(embedder.encode_exact)
 
     tr = Featurized(spec, train_rows, embed)
     dv = Featurized(spec, dev_rows, embed)

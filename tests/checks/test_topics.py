@@ -1,5 +1,6 @@
 import asyncio
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -73,3 +74,48 @@ def test_bad_topic_config_is_rejected():
         TopicsParams(allowed=[{"name": "x"}])
     with pytest.raises(ValidationError, match="unique"):
         TopicsParams(allowed=[BANKING, BANKING])
+
+
+def test_topics_and_injection_on_one_request_share_one_model_pass(monkeypatch):
+    """The checks of a request run concurrently: the second to ask for a piece's vector awaits the
+    pass already in flight instead of embedding the same text again."""
+    from gateway.checks.injection import Injection, InjectionParams
+    from gateway.models import embedder
+
+    topics, injection = Topics(TopicsParams(allowed=[BANKING], threshold=0.3)), Injection(InjectionParams())
+    embedded = []
+    real = embedder._encode_list
+    monkeypatch.setattr(embedder, "_encode_list", lambda texts: embedded.append(list(texts)) or real(texts))
+    text = "Please move 200 dollars from checking to savings today. " * 12  # two pieces
+
+    async def go():
+        await topics.warm()
+        await injection.warm()
+        ex = _ex(text)
+        t, i = await asyncio.gather(topics.request(ex), injection.request(ex))
+        return ex, t, i
+
+    ex, t, i = run(go())
+    pieces = embedder.pieces(text)
+    assert len(pieces) == 2
+    assert sorted(x for batch in embedded for x in batch) == sorted(pieces)  # each piece embedded once
+    assert "banking" in t.details["allowed"] and i.action is Action.ALLOW  # both judged the text
+    cache = ex.state[embedder.STATE_KEY]
+    assert all(isinstance(cache[p], np.ndarray) for p in pieces)  # the pending pass was replaced by vectors
+
+
+def test_a_cancelled_check_does_not_cancel_the_pass_its_sibling_awaits():
+    from gateway.models import embedder
+
+    async def go():
+        cache: dict = {}
+        first = asyncio.ensure_future(embedder.encode_async(["hello there", "general kenobi"], cache))
+        await asyncio.sleep(0)  # the pass is in flight
+        second = asyncio.ensure_future(embedder.encode_async(["general kenobi"], cache))
+        await asyncio.sleep(0)
+        first.cancel()
+        vec = await second
+        return vec, cache
+
+    vec, cache = run(go())
+    assert vec.shape == (1, 384) and isinstance(cache["general kenobi"], np.ndarray)
