@@ -196,9 +196,11 @@ def overhead(args, work: Path) -> None:
     try:
         urls = {"embedded": _url_of(emb[0]), "redis": _url_of(red[0])}
         lat = {k: [] for k in urls}
-        for _ in range(4):
+        # many short interleaved rounds: the machine's speed drifts over seconds (one p50 moved
+        # 0.49-1.06 ms between runs), and both gateways must see the same drift
+        for _ in range(20):
             for k, u in urls.items():
-                lat[k] += asyncio.run(latency(u, args.latency_requests // 4))
+                lat[k] += asyncio.run(latency(u, args.latency_requests // 20))
     finally:
         stop(emb + red)
     p50 = {k: statistics.median(v) for k, v in lat.items()}

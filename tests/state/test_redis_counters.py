@@ -105,8 +105,13 @@ def test_settled_spend_counts_and_the_refusal_says_so(prefix):
 
     async def run():
         stores = replicas(prefix, 2)
-        n = await hammer(stores[:1], scopes, 10, usd=0.001, settle=(0, 0.01))  # estimate low, real cost high
-        await asyncio.sleep(0.2)
+        # all ten reserved on a low estimate before any settles (settling in the same gather raced
+        # the later reservations), then each settles at a real cost ten times higher
+        held = await asyncio.gather(*(stores[0].reserve(scopes, 0, 0.001, time.time()) for _ in range(10)))
+        n = len(held)
+        for r in held:
+            stores[0].settle(r, 0, 0.01)
+        await stores[0].close()  # waits for the scheduled settlements
         store = replicas(prefix, 1)[0]
         with pytest.raises(RateLimited) as e:
             for _ in range(10):
@@ -138,6 +143,93 @@ def test_same_decisions_as_the_embedded_store(prefix):
         return shared, await decisions(InProcessCounters())
     shared, embedded = asyncio.run(run())
     assert shared == embedded and shared.count(True) == 7
+
+
+def _sync_redis():
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+
+def test_seconds_that_left_the_window_stop_counting(prefix):
+    """The window keeps a running total; the buckets of seconds that left the last minute are
+    subtracted from it (a hash as the gateway left it at its last call, 30 s ago: 8 requests 70 s
+    ago, 5 requests 30 s ago, and `lo` that call's window start)."""
+    r = _sync_redis()
+    sec = int(r.time()[0])
+    key = f"{prefix}:rpm:key:w"
+    r.hset(key, mapping={str(sec - 70): 8, str(sec - 30): 5, "t": 13, "lo": sec - 30 - 59})
+    r.expire(key, 120)
+    scopes = (Scope("key:w", Limits(requests_per_minute=10)),)
+    assert asyncio.run(hammer(replicas(prefix, 2), scopes, 20)) == 5  # 10 - the 5 still in the window
+    h = r.hgetall(key)
+    assert str(sec - 70) not in h and int(h["t"]) == 10 == sum(int(v) for f, v in h.items() if f.isdigit())
+    r.close()
+
+
+def test_windows_and_reservations_of_the_first_version_are_recounted(prefix):
+    """Hashes written before the running totals existed (buckets only, reservations only) are
+    recounted on first use, so an upgrade admits exactly what the limits leave."""
+    r = _sync_redis()
+    sec, usec = (int(x) for x in r.time())
+    r.hset(f"{prefix}:rpm:key:v", mapping={str(sec - 70): 8, str(sec - 10): 4})
+    r.expire(f"{prefix}:rpm:key:v", 120)
+    r.zadd(f"{prefix}:resv:z:key:v", {"r-old1": sec + 300, "r-old2": sec + 300})
+    r.hset(f"{prefix}:resv:h:key:v", mapping={"r-old1": "0.25", "r-old2": "0.25"})
+    scopes = (Scope("key:v", Limits(requests_per_minute=6)),)
+    assert asyncio.run(hammer(replicas(prefix, 1), scopes, 10)) == 2  # 6 - the 4 of 10 s ago
+    budget = (Scope("key:v", Limits(usd_per_day=1.0)),)
+    assert asyncio.run(hammer(replicas(prefix, 1), budget, 10, usd=0.1)) == 5  # 1.0 - 0.5 held
+    r.close()
+
+
+def test_running_totals_match_the_buckets_and_reservations_after_mixed_traffic(prefix):
+    scopes = (Scope("key:m", Limits(requests_per_minute=10_000, tokens_per_minute=1_000_000, usd_per_day=100.0)),
+              Scope("group:m", Limits(requests_per_minute=10_000)))
+
+    async def run():
+        stores = replicas(prefix, 3)
+        kept = []
+
+        async def one(i):
+            store = stores[i % 3]
+            res = await store.reserve(scopes, 100 + i, 0.001 * (i % 7 + 1), time.time())
+            if i % 4:
+                store.settle(res, 90 + i, 0.002)  # a quarter stay open, as if their replica died
+            else:
+                kept.append(res)
+        await asyncio.gather(*(one(i) for i in range(300)))
+        for s in stores:
+            await s.close()
+        return kept
+    kept = asyncio.run(run())
+    r = _sync_redis()
+    for kind in ("rpm", "tpm"):
+        h = r.hgetall(f"{prefix}:{kind}:key:m")
+        assert int(h["t"]) == sum(int(v) for f, v in h.items() if f.isdigit())
+    assert int(r.hget(f"{prefix}:rpm:key:m", "t")) == 300 == int(r.hget(f"{prefix}:rpm:group:m", "t"))
+    assert int(r.hget(f"{prefix}:tpm:key:m", "t")) == sum(
+        (90 + i) if i % 4 else (100 + i) for i in range(300))
+    h = r.hgetall(f"{prefix}:resv:h:key:m")
+    open_usd = sum(float(v) for f, v in h.items() if f.startswith("r-"))
+    assert len([f for f in h if f.startswith("r-")]) == len(kept) == 75
+    assert abs(float(h["_sum"]) - open_usd) < 1e-9 and abs(open_usd - sum(k.usd for k in kept)) < 1e-9
+    r.close()
+
+
+def test_a_script_redis_lost_is_loaded_again(prefix):
+    """SCRIPT FLUSH (or a Redis restarted from a snapshot) drops the scripts: the fast path falls
+    back to redis-py's, which loads them, and nothing is counted twice."""
+    scopes = (Scope("key:f", Limits(requests_per_minute=5)),)
+
+    async def run():
+        store = replicas(prefix, 1)[0]
+        await store.reserve(scopes, 0, 0.0, time.time())
+        await store._redis.script_flush()
+        await store.reserve(scopes, 0, 0.0, time.time())
+        await store.close()
+        return await hammer(replicas(prefix, 1), scopes, 10)
+    assert asyncio.run(run()) == 3
 
 
 def test_redis_down_is_open_or_closed_as_configured():
