@@ -85,9 +85,15 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             recorded = _journal(meter, ex, status)
             asyncio.get_running_loop().call_soon(_record, meter, ex, status, recorded)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status,
-                            (time.perf_counter() - t0) * 1000, ex.id if ex else "-",
-                            ex.key_name if ex else "-", ex.model if ex else "-")
+            ms = (time.perf_counter() - t0) * 1000
+            fields = {"method": request.method, "path": request.path, "status": status, "latency_ms": round(ms, 3)}
+            if ex is not None:
+                fields.update(request_id=ex.id, key=ex.key_name, model=ex.model or None, endpoint=ex.endpoint,
+                              upstream=ex.served_by.upstream if ex.served_by else None,
+                              attempts=len(ex.attempts), error=ex.error or ex.stream_error)
+            access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status, ms,
+                            ex.id if ex else "-", ex.key_name if ex else "-", ex.model if ex else "-",
+                            extra={"gateway": fields})
 
 
 _JSON_TYPES = ("application/json",)

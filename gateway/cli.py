@@ -42,10 +42,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _setup_logging(level: str, access_log: bool) -> None:
+def _setup_logging(level: str, access_log: bool, fmt: str = "text") -> None:
     from gateway.telemetry.logs import setup_logging
 
-    setup_logging(level, access_log)
+    setup_logging(level, access_log, fmt)
 
 
 def _load_or_exit(policies: Path, prompts: Path):
@@ -64,7 +64,7 @@ def _load_or_exit(policies: Path, prompts: Path):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level, args.access_log)
+    _setup_logging(args.log_level, args.access_log, args.log_format)
     log = logging.getLogger("gateway")
     policies = _policies_dir(args.policies)
     prompts = prompts_dir(args.prompts, policies)
@@ -136,7 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _child_args(args: argparse.Namespace) -> list[str]:
     """The worker's command line: the supervisor's own options, without --workers."""
-    out = ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level]
+    out = ["--host", args.host, "--port", str(args.port), "--log-level", args.log_level,
+           "--log-format", args.log_format]
     for flag in ("policies", "state_dir", "ledger", "prompts"):
         if getattr(args, flag):
             out += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -316,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-open", action="store_true", help="allow open mode (no keys) on a non-loopback address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log one line per request (never prompt text)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="text (default) or json: one JSON object per line, with request id, key, status, latency")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes on one port (needs state.counters: redis); default 1")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for workers

@@ -114,6 +114,8 @@ class Exchange:
     served_by: Attempt | None = None
     upstream_ms: float = 0.0  # time spent waiting on the upstream (all attempts)
     stream_error: str | None = None  # why a stream ended early, after its headers were sent
+    first_token_ms: float | None = None  # streams: when the first content went to the client
+    routed: bool = False  # the model names a configured route (what metrics may use as a label)
     error: str | None = None  # short kind of error the client got (for the ledger), never a message
     usage: Usage | None = None
     cost_usd: float | None = None  # None with usage set: no price known for the served model

@@ -83,6 +83,7 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
         ex.user_ref = rt.user_ref(user)
     principal.check_model(ex.model)
     route = rt.router.get(ex.model)
+    ex.routed = True
     ex.stream = bool(body.get("stream"))
     if rt.metering and principal.scopes:
         await request.app[METER].admit(ex, rt, principal)

@@ -222,6 +222,8 @@ class _Relay:
                 if guard.violation:
                     break
             if out:
+                if ex.first_token_ms is None:
+                    ex.first_token_ms = ex.elapsed_ms()
                 await resp.write(bytes(out))
             if guard is not None and guard.violation:
                 return

@@ -131,6 +131,31 @@ def test_sighup_reloads_and_sigterm_drains_in_flight_requests(tmp_path):
         assert "Traceback" not in out, out
 
 
+def test_json_logs_are_one_object_per_line_with_request_fields_and_no_prompt_text(tmp_path):
+    import json
+
+    root = write_policies(tmp_path, GW)
+    proc, url = _serve(root, tmp_path, "--log-format", "json", "--access-log")
+    try:
+        body = {"model": "echo", "messages": [{"role": "user", "content": "my secret plans\nforged line"}]}
+        r = httpx.post(url + "/v1/chat/completions", json=body)
+        assert r.status_code == 200
+        httpx.get(url + "/no/such%0apath")  # a line break a client put in the path stays in its string
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        out = proc.stdout.read()
+    lines = [line for line in out.splitlines() if line.strip() and not line.startswith("gateway ")]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+    access = [r for r in records if r["logger"] == "gateway.access"]
+    chat = next(r for r in access if r["path"] == "/v1/chat/completions")
+    assert chat["status"] == 200 and chat["request_id"] == r.headers["x-gateway-request-id"]
+    assert chat["model"] == "echo" and chat["upstream"] == "mock" and chat["latency_ms"] > 0
+    assert any(r["status"] == 404 for r in access)
+    assert "secret plans" not in out and "forged line" not in out
+
+
 def test_default_quick_start_serves_mock_and_logs_open_mode(tmp_path):
     env_backup = os.environ.pop("OPENAI_API_KEY", None)
     try:

@@ -125,7 +125,8 @@ class Meter:
         key = ex.key_name or "-"
         m = self.metrics
         child = m.child
-        model = ex.model or "-"
+        # only configured routes as label values: a client inventing model names must not create series
+        model = (ex.model or "-") if ex.routed else ("unknown" if ex.model else "-")
         child(m.requests, ex.endpoint, model, key, str(status)).inc()
         error = ex.error or ex.stream_error
         if outcome(status, error) == FAILED:
@@ -135,6 +136,10 @@ class Meter:
         child(m.overhead, ex.endpoint).observe(ex.overhead_ms() / 1000)
         if ex.served_by is not None:
             child(m.upstream_latency, ex.served_by.upstream).observe(ex.upstream_ms / 1000)
+        if ex.attempts:
+            _attempt_metrics(m, ex.attempts)
+        if ex.first_token_ms is not None:
+            child(m.first_token, model).observe(ex.first_token_ms / 1000)
         if usage is not None:
             served = ex.served_by.model if ex.served_by else model
             child(m.tokens, served, key, "input", usage.source).inc(usage.input)
@@ -150,6 +155,25 @@ class Meter:
                 child(m.findings, r.type, kind).inc(n)
         if self.ledger is not None and not recorded:
             self.ledger.record(_row(ex, status, grp, elapsed))
+
+
+def _attempt_metrics(m, attempts) -> None:
+    child = m.child
+    prev = None
+    for a in attempts:
+        if a.ms or a.outcome == "ok":  # a mid-stream failure is logged with 0 ms: no duration to observe
+            child(m.attempt_latency, a.upstream, _outcome_label(a.outcome)).observe(a.ms / 1000)
+        if prev is not None and prev.outcome != "ok":
+            if (prev.upstream, prev.model) == (a.upstream, a.model):
+                child(m.retries, a.upstream).inc()
+            else:
+                child(m.fallbacks, prev.upstream, a.upstream).inc()
+        prev = a
+
+
+def _outcome_label(outcome: str) -> str:
+    # "stream_cut mid-stream" and the like: the kind is the first word (a bounded set from the code)
+    return outcome.split(" ", 1)[0]
 
 
 def _max_output(body: dict[str, Any]) -> int:

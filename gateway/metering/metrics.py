@@ -1,4 +1,6 @@
 """Prometheus metrics, in a registry of the app's own (so several apps in one process stay apart).
+Label values are bounded: models are the configured routes (a name a client made up is counted as
+"unknown"), upstreams and keys come from gateway.yaml, outcomes and kinds from the code.
 Under `gateway serve --workers N` (PROMETHEUS_MULTIPROC_DIR set by the supervisor) every worker's
 values live in shared files and a scrape of any worker sums them all."""
 
@@ -25,6 +27,17 @@ class Metrics:
                                  ["endpoint", "model"], buckets=_LATENCY, registry=r)
         self.upstream_latency = Histogram("gateway_upstream_duration_seconds", "Time waiting on upstreams",
                                           ["upstream"], buckets=_LATENCY, registry=r)
+        self.attempt_latency = Histogram("gateway_upstream_attempt_duration_seconds", "Each upstream attempt "
+                                         "(retries and fallbacks apart) by upstream and outcome (ok, http_429, "
+                                         "timeout, connect, ...)", ["upstream", "outcome"], buckets=_LATENCY,
+                                         registry=r)
+        self.retries = Counter("gateway_upstream_retries", "Attempts that repeated a failed one on the same "
+                               "upstream and model", ["upstream"], registry=r)
+        self.fallbacks = Counter("gateway_upstream_fallbacks", "Attempts that moved to the next target of a "
+                                 "route after the previous one failed", ["from_upstream", "to_upstream"], registry=r)
+        self.first_token = Histogram("gateway_stream_first_token_seconds", "Streams: time from the request's "
+                                     "arrival to the first content sent to the client", ["model"],
+                                     buckets=_LATENCY, registry=r)
         self.overhead = Histogram("gateway_overhead_seconds", "Time spent in the gateway itself",
                                   ["endpoint"], buckets=_OVERHEAD, registry=r)
         self.tokens = Counter("gateway_tokens", "Tokens by model, key and kind (input, cached, output)",
