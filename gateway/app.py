@@ -17,7 +17,7 @@ from gateway import proxy
 from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
 from gateway.errors import GatewayError
-from gateway.keys import EXCHANGE, HOLDER, METER, POOL
+from gateway.keys import EXCHANGE, HOLDER, METER, POOL, TRACE, TRACING
 from gateway.metering.ledger import spend_by
 from gateway.tabular import service as tabular
 from gateway.metering.limits import InProcessCounters, day_start, month_start
@@ -25,6 +25,7 @@ from gateway.metering.meter import Meter
 from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
+from gateway.state.config import redacted
 from gateway.state.ledger import check as check_ledger_backend
 from gateway.state.ledger import open_ledger
 from gateway.state.redis import RedisCoordinator, RedisCounters
@@ -41,6 +42,8 @@ def error_response(request: web.Request, err: GatewayError) -> web.Response:
     ex = request.get(EXCHANGE)
     body = err.body()
     headers = dict(err.headers)
+    if (trace := request.get(TRACE)) is not None:
+        headers["x-gateway-trace-id"] = trace.trace_id
     if ex is not None:
         headers["x-gateway-request-id"] = ex.id
         body["gateway"] = ex.gateway_info()
@@ -52,6 +55,8 @@ def error_response(request: web.Request, err: GatewayError) -> web.Response:
 async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
     t0 = time.perf_counter()
     status = 500
+    tracing = request.app[TRACING]
+    trace = request[TRACE] = tracing.start(request.headers, request.method, request.path) if tracing else None
     try:
         resp = await handler(request)
         status = resp.status
@@ -91,9 +96,13 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
                 fields.update(request_id=ex.id, key=ex.key_name, model=ex.model or None, endpoint=ex.endpoint,
                               upstream=ex.served_by.upstream if ex.served_by else None,
                               attempts=len(ex.attempts), error=ex.error or ex.stream_error)
+            if trace is not None:
+                fields["trace_id"] = trace.trace_id
             access_log.info("%s %s %d %.1fms id=%s key=%s model=%s", request.method, request.path, status, ms,
                             ex.id if ex else "-", ex.key_name if ex else "-", ex.model if ex else "-",
                             extra={"gateway": fields})
+        if trace is not None:
+            trace.finish(ex, status, request.path)
 
 
 _JSON_TYPES = ("application/json",)
@@ -309,6 +318,27 @@ def prediction_store(runtime: Runtime, ledger_path: Path) -> tabular.PredictionS
     return tabular.PredictionStore(ledger_path.with_name("tabular.db"))
 
 
+def tracing_for(runtime: Runtime, metrics_: Metrics):
+    """Traces when `telemetry.enabled` (OpenTelemetry is imported only then)."""
+    if not runtime.telemetry.enabled:
+        return None
+    from gateway.telemetry.tracing import Counters, Tracing
+
+    m = metrics_
+    counters = Counters(exported=m.trace_exported.inc, dropped=lambda reason, n: m.child(m.trace_dropped, reason).inc(n),
+                        bad_traceparent=m.trace_bad_parent.inc)
+    return Tracing(runtime.telemetry, counters)
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    tracing = app[TRACING]
+    if tracing is not None:
+        log.info("tracing: OTLP/HTTP to %s, sampling %g", redacted(tracing.endpoint.split("?")[0]), tracing.ratio)
+    yield
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)  # the spans still queued are sent (bounded by the export timeout)
+
+
 def counter_store(runtime: Runtime, metrics_: Metrics):
     """The CounterStore `state.counters` names, chosen once here (the rest of the gateway never asks)."""
     if runtime.state.counters == "redis":
@@ -333,7 +363,9 @@ def build_app(
     app[METER] = Meter(metrics_, counter_store(runtime, metrics_), ledger)
     if isinstance(app[METER].counters, RedisCounters):
         app[tabular.COORDINATOR] = RedisCoordinator(app[METER].counters)
+    app[TRACING] = tracing_for(runtime, metrics_)
     app.cleanup_ctx.append(_backends)
+    app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
     app.cleanup_ctx.append(_policies)

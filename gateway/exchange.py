@@ -116,6 +116,7 @@ class Exchange:
     stream_error: str | None = None  # why a stream ended early, after its headers were sent
     first_token_ms: float | None = None  # streams: when the first content went to the client
     routed: bool = False  # the model names a configured route (what metrics may use as a label)
+    trace: Any = None  # gateway.telemetry.tracing.RequestTrace when this request is traced
     error: str | None = None  # short kind of error the client got (for the ledger), never a message
     usage: Usage | None = None
     cost_usd: float | None = None  # None with usage set: no price known for the served model
@@ -167,6 +168,8 @@ class Exchange:
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-gateway-request-id": self.id, "x-gateway-overhead-ms": f"{self.overhead_ms():.3f}"}
+        if self.trace is not None:
+            headers["x-gateway-trace-id"] = self.trace.trace_id
         if self.experiment is not None:
             headers["x-gateway-experiment"] = f"{self.experiment.experiment}={self.experiment.variant.name}"
         if self.usage is not None:

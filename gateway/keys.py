@@ -16,3 +16,5 @@ HOLDER: web.AppKey[RuntimeHolder] = web.AppKey("holder")
 POOL: web.AppKey[HttpPool] = web.AppKey("pool")
 METER: web.AppKey[Meter] = web.AppKey("meter")
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")
+TRACING: web.AppKey[object] = web.AppKey("tracing")  # gateway.telemetry.tracing.Tracing, or None
+TRACE: web.RequestKey[object] = web.RequestKey("trace")  # the request's RequestTrace, or None

@@ -26,6 +26,7 @@ class ModelCaller:
                          GatewayOptions(metadata={"judge_for": parent.id}))
         child.key_name, child.group, child.policy, child.model = parent.key_name, parent.group, "judge", model
         child.metered = parent.metered
+        child.trace = parent.trace  # its attempts hang under the check that asked (tracing.CURRENT_PARENT)
         meter = self.app[METER] if child.metered else None
         status = 500
         try:

@@ -20,6 +20,7 @@ from gateway.checks.base import Action, OutputSegment, RequestCheck, ResponseChe
 from gateway.config.yamlfile import YamlDoc, dotted
 from gateway.errors import GuardrailUnavailable, GuardrailViolation
 from gateway.exchange import CheckResult, Exchange
+from gateway.telemetry.tracing import CURRENT_PARENT, check_span, end_check_span
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -160,6 +161,20 @@ def _blocked_error(result: CheckResult) -> Exception:
 
 
 async def _run(bound: BoundCheck, phase: Phase, method, *args) -> CheckResult:
+    trace = args[0].trace  # the Exchange's
+    if trace is None:
+        return await _run_check(bound, phase, method, *args)
+    span = check_span(trace, bound, phase)
+    token = CURRENT_PARENT.set(span)  # a model call the check makes (an LLM judge) hangs under it
+    try:
+        result = await _run_check(bound, phase, method, *args)
+    finally:
+        CURRENT_PARENT.reset(token)
+    end_check_span(span, result)
+    return result
+
+
+async def _run_check(bound: BoundCheck, phase: Phase, method, *args) -> CheckResult:
     t0 = time.perf_counter()
     status: Literal["ok", "error", "timeout"] = "ok"
     error = None

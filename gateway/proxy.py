@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
-from gateway.keys import EXCHANGE, HOLDER, METER
+from gateway.keys import EXCHANGE, HOLDER, METER, TRACE
 from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
 from gateway.pipeline import Pipeline
@@ -66,14 +67,24 @@ async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange
     ex = Exchange(endpoint, {})  # type: ignore[arg-type]
     ex.metered = rt.metering
     request[EXCHANGE] = ex  # from here on the request is recorded, whatever happens
+    ex.trace = trace = request.get(TRACE)
     principal = rt.keys.authenticate(request.headers.get("Authorization"))
     ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
     body = ex.body = parse_json(await read_body(request, rt.settings))
     options = ex.options = pop_gateway_options(body)
     if rt.experiments and endpoint == "chat.completions":
+        t0 = time.time_ns()
         apply_experiment(ex, rt, request)
+        if trace is not None and ex.experiment is not None:
+            trace.mark("experiment assignment", t0, {"gateway.experiment": ex.experiment.experiment,
+                                                     "gateway.variant": ex.experiment.variant.name})
     if ex.options.prompt is not None:
+        t0 = time.time_ns()
         apply_prompt(ex, rt)
+        if trace is not None:
+            trace.mark("prompt render", t0, {"gateway.prompt.name": ex.prompt.name,
+                                             "gateway.prompt.version": ex.prompt.version,
+                                             "gateway.prompt.hash": ex.prompt.hash})
     (validate_chat if endpoint == "chat.completions" else validate_embeddings)(body)
     if options.mock and (problem := validate_overrides(options.mock)):
         raise InvalidRequest(problem, param="gateway.mock")
@@ -192,6 +203,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await upstream.chat(ex, model, ex.body)
 
     data = await alongside_checks(ex, pipeline, rt.router.call(ex, route, call))
+    if ex.trace is not None:
+        ex.state["finish_reasons"] = [c.get("finish_reason") or "" for c in data.get("choices") or ()]
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
     if PSEUDONYMS in ex.state:

@@ -78,8 +78,12 @@ class Router:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.timeout_s
         last: UpstreamError | None = None
-        for upstream, model in route.targets:
+        trace = ex.trace
+        for n, (upstream, model) in enumerate(route.targets):
             for attempt in range(cfg.retries + 1):
+                span = None if trace is None else trace.start_attempt(
+                    "embeddings" if ex.endpoint == "embeddings" else "chat", upstream.name,
+                    getattr(getattr(upstream, "cfg", None), "type", "openai"), model, retry=attempt, fallback=n > 0)
                 t0 = time.perf_counter()
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -88,15 +92,23 @@ class Router:
                     last = e
                 except TimeoutError:
                     last = UpstreamError("timeout", f"model {route.name!r} got no answer within {cfg.timeout_s:g}s")
+                except BaseException:  # cancelled (the client left, a check blocked): the span still ends
+                    if span is not None:
+                        trace.end_attempt(span, "cancelled")
+                    raise
                 else:
                     ms = (time.perf_counter() - t0) * 1000
                     ex.upstream_ms += ms
                     ex.served_by = Attempt(upstream.name, model, "ok", ms)
                     ex.attempts.append(ex.served_by)
+                    if span is not None:
+                        trace.end_attempt(span, "ok")
                     return result
                 ms = (time.perf_counter() - t0) * 1000
                 ex.upstream_ms += ms
                 ex.attempts.append(Attempt(upstream.name, model, last.kind, ms))
+                if span is not None:
+                    trace.end_attempt(span, last.kind, last.retry_after)
                 if last.client_fault or loop.time() >= deadline:
                     raise failure(route, ex, last)
                 if not last.retryable or attempt == cfg.retries:

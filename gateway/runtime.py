@@ -29,6 +29,7 @@ from gateway.prompts.store import PromptStore
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
 from gateway.state.config import StateSettings
+from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock import MockUpstream
 from gateway.upstreams.openai import HttpPool, OpenAIUpstream
@@ -59,6 +60,7 @@ class Runtime:
     tabular: dict[str, Any] = field(default_factory=dict)  # name -> tabular.service.TabularModel
     ledger_journal: bool = True  # metering.journal (read when the ledger starts)
     state: StateSettings = field(default_factory=StateSettings)  # read at start-up (a change needs a restart)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # likewise
     embedded_state: bool = False  # `state:` ignored (load_runtime's flag), kept for reloads
     loaded_at: float = field(default_factory=time.time)
 
@@ -226,13 +228,22 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
     tabular = _load_tabular(gw, gw_doc, policies_dir, problems)
+    if gw.telemetry.enabled:
+        for header, env in gw.telemetry.headers_env.items():
+            if env not in os.environ:
+                problems.append(f"{gw_doc.where(('telemetry', 'headers_env', header))}: telemetry.headers_env.{header}: "
+                                f"env var {env} is not set")
+        try:
+            gw.telemetry.resolved_ratio()
+        except ValueError as e:
+            problems.append(f"{gw_doc.where(('telemetry',))}: telemetry.sampling_ratio: {e}")
     if problems:
         raise PolicyError(problems)
     pipelines.setdefault("none", Pipeline.empty())
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
                    prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
                    tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state,
-                   embedded_state=embedded_state)
+                   embedded_state=embedded_state, telemetry=gw.telemetry)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:

@@ -284,6 +284,8 @@ class _Relay:
             self.seen.add(idx)
             if c.get("finish_reason"):
                 self.finished.add(idx)
+                if self.ex.trace is not None:
+                    self.ex.state.setdefault("finish_reasons", []).append(c["finish_reason"])
             delta = c.get("delta") or {}
             if isinstance(delta.get("content"), str):
                 self.received.append(delta["content"])

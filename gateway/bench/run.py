@@ -43,6 +43,7 @@ models:
 open_mode: {{policy: {policy}}}
 server: {{max_body_mb: 8}}
 metering: {{enabled: {metering}, journal: {journal}}}
+{telemetry}
 """
 BENCH_PROMPT_YAML = """
 description: benchmark prompt (a system message and the user's question)
@@ -80,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the second gateway with metering off (its figures show what metering costs)")
     p.add_argument("--no-journal-twin", action="store_true",
                    help="skip the gateway with metering.journal off (its figures show what the crash journal costs)")
+    p.add_argument("--no-otel-twins", action="store_true",
+                   help="skip gw+otel / gw+otel0 (tracing at sampling 1 and 0, to a stand-in collector)")
     p.add_argument("--litellm", metavar="EXE", help="also measure LiteLLM's proxy: path to its `litellm` "
                    "command (install it in its own venv: pip install 'litellm[proxy]')")
     p.add_argument("--litellm-requests", type=int, default=300, help="sequential/streamed requests for LiteLLM")
@@ -120,22 +123,33 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
 
     target = "fixed?text=" + REPLY.replace(" ", "+")
     policy = "bench" if args.policy_file else "none"
-    # name -> (metering, ledger journal). The twins differ from "gateway" in one setting each, so the
-    # difference in their figures is what that setting costs.
-    gateways = {"gateway": (True, True)}
+    # name -> (metering, ledger journal, trace sampling ratio or None). The twins differ from "gateway"
+    # in one setting each, so the difference in their figures is what that setting costs.
+    gateways = {"gateway": (True, True, None)}
     if not args.no_metering_twin:
-        gateways["gw-no-meter"] = (False, True)
+        gateways["gw-no-meter"] = (False, True, None)
     if not args.no_journal_twin:
-        gateways["gw-no-journal"] = (True, False)
+        gateways["gw-no-journal"] = (True, False, None)
+    sink_url = None
+    if not args.no_otel_twins:
+        ports["otlp"] = procs.free_port()
+        sink = procs.spawn(["-m", "gateway.bench.otlp_sink", "--port", str(ports["otlp"])], work / "otlp.log")
+        children.append(sink)
+        sink_url = f"http://127.0.0.1:{ports['otlp']}"
+        procs.wait_ready(sink_url + "/stats", sink)
+        gateways["gw+otel"] = (True, True, 1.0)
+        gateways["gw+otel0"] = (True, True, 0.0)
     started: dict[str, tuple[Any, float]] = {}
-    for name, (metering, journal) in gateways.items():
+    for name, (metering, journal, ratio) in gateways.items():
         policies = work / f"proc-{name}" / "policies"
         policies.mkdir(parents=True)
         if args.policy_file:
             shutil.copy(args.policy_file, policies / "bench.yaml")
         (policies / "gateway.yaml").write_text(BENCH_GATEWAY_YAML.format(
             upstream=upstream_url, target=target, policy=policy, metering=str(metering).lower(),
-            journal=str(journal).lower()))
+            journal=str(journal).lower(),
+            telemetry="" if ratio is None else
+            f"telemetry: {{enabled: true, endpoint: '{sink_url}/v1/traces', sampling_ratio: {ratio}}}"))
         (policies / "pricing.yaml").write_text(BENCH_PRICING_YAML)
         if metering:
             (policies / "experiments.yaml").write_text(BENCH_EXPERIMENTS_YAML)
@@ -193,6 +207,8 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
                      "gateway": "metering on (ledger, prices, /metrics)",
                      "gw-no-meter": "the same gateway with metering.enabled: false",
                      "gw-no-journal": "the same gateway with metering.journal: false (no crash journal)",
+                     "gw+otel": "the same gateway with OpenTelemetry traces, sampling 1, to a stand-in collector",
+                     "gw+otel0": "the same gateway with tracing on at sampling 0",
                      "gw+prompt": "the metered gateway, requests naming a published prompt",
                      "gw+exp": "the metered gateway, requests on a model under a 50/50 experiment"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
@@ -370,6 +386,15 @@ def verdicts(r: dict[str, Any]) -> list[str]:
             ratio = row["gateway"]["rps"] / row["gw-no-journal"]["rps"]
             out.append(f"[INFO] c={c}: crash journal throughput {ratio:.0%} of the same gateway without it "
                        "(noise here is several %; the \"gateway\" process also serves gw+prompt and gw+exp, so its ledger grows 3x faster)")
+    if "gw+otel" in r["sequential"]:
+        seq = r["sequential"]
+        cost = seq["gw+otel"]["p50_ms"] - seq["gateway"]["p50_ms"]
+        check(cost <= 0.15, f"tracing (sampling 1): +{cost:.3f} ms p50 (gw+otel vs gateway) <= 0.15 ms")
+        cost0 = seq["gw+otel0"]["p50_ms"] - seq["gateway"]["p50_ms"]
+        out.append(f"[INFO] tracing at sampling 0: {cost0:+.3f} ms p50 (gw+otel0 vs gateway)")
+        for c, row in r["concurrency"].items():
+            cpu = row["gw+otel"]["cpu_ms_per_request"] - row["gateway"]["cpu_ms_per_request"]
+            check(cpu <= 0.1, f"c={c}: tracing costs {cpu:+.3f} ms CPU per request (gw+otel vs gateway) <= 0.1 ms")
     if "16" in r["concurrency"]:
         row = r["concurrency"]["16"]
         if "litellm" in row:

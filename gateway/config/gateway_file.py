@@ -10,6 +10,7 @@ from gateway.auth import KeyConfig, OpenModeConfig
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.state.config import StateSettings
+from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
@@ -65,5 +66,7 @@ class GatewayFile(BaseModel):
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
     # Where rate-limit and budget counters live: this process (default) or Redis (several workers/replicas).
     state: StateSettings = Field(default_factory=StateSettings)
+    # OpenTelemetry traces over OTLP/HTTP (gateway/telemetry/tracing.py); read at start-up.
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.
     tabular: dict[str, TabularModelConfig] = Field(default_factory=dict)

@@ -114,7 +114,10 @@ class Meter:
         """The request's ledger row, journaled and queued: called before the response is written, so
         a crash after the client has its answer cannot lose the row (gateway/metering/journal.py)."""
         if self.ledger is not None:
+            t0 = time.time_ns() if ex.trace is not None else 0
             self.ledger.record(_row(ex, status, grp, ex.elapsed_ms()))
+            if t0:
+                ex.trace.mark("ledger enqueue", t0, {"gateway.request_id": ex.id})
 
     def finish(self, ex: Exchange, status: int, grp: str | None, *, recorded: bool = False) -> None:
         """Settle limits, update metrics and (unless `recorded` by record_row already) write the row."""

@@ -58,6 +58,12 @@ class Metrics:
                                     registry=r)
         self.ledger_errors = Counter("gateway_ledger_write_errors", "Failed ledger write attempts", registry=r)
         self.ledger_rows = Counter("gateway_ledger_rows_written", "Rows committed to the ledger", registry=r)
+        self.trace_exported = Counter("gateway_trace_spans_exported", "Spans the OTLP collector accepted",
+                                      registry=r)
+        self.trace_dropped = Counter("gateway_trace_spans_dropped", "Spans not exported: queue_full (the "
+                                     "collector is slower than the traffic) or export_failed", ["reason"], registry=r)
+        self.trace_bad_parent = Counter("gateway_trace_bad_traceparent", "Requests whose traceparent header was "
+                                        "malformed (a new trace was started)", registry=r)
         self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r,
                                     multiprocess_mode="livesum")  # all live workers' queues together
 

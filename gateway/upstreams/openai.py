@@ -135,6 +135,8 @@ class OpenAIUpstream:
 
     async def _send(self, ex: Exchange, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-gateway-request-id": ex.id}
+        if ex.trace is not None:
+            headers["traceparent"] = ex.trace.upstream_traceparent()
         try:
             return await self._pool.get().post(
                 self.cfg.base_url + path, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
