@@ -54,6 +54,9 @@ class PolicyFile(BaseModel):
     # When every request check only judges (blocks or flags, never rewrites) and does not guard data
     # from leaving, the upstream call starts alongside the checks and is cancelled if one blocks.
     start_upstream_early: bool = True
+    # With `telemetry:` on, put the messages (as sent upstream, after this policy's request checks) and
+    # the answer (as the client got it) on the request's trace, PII-redacted first (regex detector).
+    trace_content: bool = False
     request: list[dict[str, Any]] = Field(default_factory=list)
     response: list[dict[str, Any]] = Field(default_factory=list)
     stream: StreamSettings = Field(default_factory=StreamSettings)
@@ -89,6 +92,7 @@ class Pipeline:
             getattr(b.check, "overlap_safe", False) for b in request)
         self.request_checks = request
         self.response_checks = response
+        self.trace_content = False
         self.hold_checks = [c for c in response if c.stream == "hold"]
         self.monitor_checks = [c for c in response if c.stream == "monitor"]
         self.stream_settings = stream
@@ -98,6 +102,10 @@ class Pipeline:
         return cls(name, [], [], StreamSettings())
 
     async def warm(self) -> None:
+        if self.trace_content:
+            from gateway.telemetry.content import warm as warm_redactor
+
+            await warm_redactor()
         for bound in (*self.request_checks, *self.response_checks):
             warm = getattr(bound.check, "warm", None)
             if warm is not None:
@@ -228,7 +236,9 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
             phases[phase].append(bound)
     if problems:
         raise ValueError("\n".join(problems))
-    return Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early)
+    pipeline = Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early)
+    pipeline.trace_content = policy.trace_content
+    return pipeline
 
 
 def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | None:

@@ -23,6 +23,7 @@ from gateway.pipeline import Pipeline
 from gateway.routing import Route
 from gateway.runtime import Runtime
 from gateway.stream_relay import relay_stream
+from gateway.telemetry.content import attach as trace_content
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock_model import validate_overrides
 from gateway.validation import parse_json, pop_gateway_options, validate_chat, validate_embeddings
@@ -211,6 +212,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         restore_completion(ex.state[PSEUDONYMS], data)
     if pipeline.response_checks:
         await check_completion(ex, pipeline, data)
+    if ex.trace is not None and pipeline.trace_content:
+        await trace_content(ex.trace, ex.body.get("messages"), [
+            (c.get("message") or {}).get("content") or "" for c in data.get("choices") or ()])
     data["gateway"] = ex.gateway_info()
     return json_response(data, ex)
 

@@ -80,6 +80,11 @@ class RuntimeHolder:
                             "restart (counters: %s, ledger: %s stay in use)", reason, self.current.state.counters,
                             self.current.state.ledger)
                 runtime.state = self.current.state
+            if runtime.telemetry != self.current.telemetry:
+                log.warning("reload (%s): the `telemetry:` section of gateway.yaml changed; it takes effect at the "
+                            "next restart (tracing stays %s)", reason,
+                            "on" if self.current.telemetry.enabled else "off")
+                runtime.telemetry = self.current.telemetry
             self.current = runtime
             self.ready = True
             self._failed_fingerprint = None

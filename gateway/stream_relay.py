@@ -32,6 +32,7 @@ from gateway.routing import Route, backoff_delay, failures
 from gateway.runtime import Runtime
 from gateway.sse import DONE_EVENT, encode
 from gateway.stream_guard import StreamGuard
+from gateway.telemetry.content import attach as trace_content
 from gateway.upstreams.base import Upstream, UpstreamError, parse_object
 from gateway.upstreams.sanitize import client_message
 
@@ -125,6 +126,8 @@ async def relay_stream(
         relay.settle()
         await relay.resp.write(encode(orjson.dumps(_final_chunk(relay.template, ex))))
         await relay.resp.write(DONE_EVENT)
+        if ex.trace is not None and pipeline.trace_content:  # the answer as the model streamed it
+            await trace_content(ex.trace, ex.body.get("messages"), ["".join(relay.text)])
     except UpstreamError as e:
         # Headers are gone already: end the stream with an error event (the openai SDK raises
         # APIError on it) instead of a silent truncation.

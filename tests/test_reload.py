@@ -69,3 +69,16 @@ def test_a_state_edit_waits_for_a_restart_and_says_so(tmp_path, caplog, monkeypa
         assert _wait(lambda: "takes effect at the next restart" in caplog.text)
         assert holder.current.state.counters == "embedded"  # what is running, not what the file says
         assert httpx.get(gw.url + "/healthz").status_code == 200
+
+
+def test_a_telemetry_edit_waits_for_a_restart_and_says_so(tmp_path, caplog):
+    from gateway.keys import HOLDER
+
+    root = write_policies(tmp_path, GW)
+    with running_gateway(root) as gw:
+        holder = gw.app[HOLDER]
+        (root / "gateway.yaml").write_text(GW + "telemetry: {enabled: true, endpoint: 'http://127.0.0.1:9/v1/traces'}\n")
+        assert _wait(lambda: "`telemetry:` section of gateway.yaml changed" in caplog.text)
+        assert holder.current.telemetry.enabled is False
+        r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200 and "x-gateway-trace-id" not in r.headers

@@ -250,3 +250,24 @@ telemetry: {{enabled: true, endpoint: "{collector.url}", export_interval_s: 0.1}
     judge = [s for s in spans if s["kind"] == 3 and s["attrs"]["gateway.upstream"] == "judge"]
     assert len(judge) == 1 and judge[0]["parent"] == check["span_id"]
     assert check["attrs"]["gateway.check.phase"] == "response"
+
+
+def test_a_policy_can_opt_in_to_redacted_content_on_its_traces(tmp_path, collector, upstream):
+    yaml = gateway_yaml(collector.url, upstream.server.url).replace("open_mode: {policy: guarded}",
+                                                                    "open_mode: {policy: traced}")
+    root = write_policies(tmp_path / "p", yaml, guarded=POLICY, traced="trace_content: true\nrequest: []\n")
+    with running_gateway(root, ledger=tmp_path / "ledger.db") as gw:
+        for stream in (False, True):
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=30, json={
+                "model": "echo", "stream": stream,
+                "messages": [{"role": "user", "content": "Mail jane.doe@example.com about order 7, call 415-555-0132"}]})
+            assert r.status_code == 200
+            (server,) = [s for s in collector.wait_for(r.headers["x-gateway-trace-id"], 2) if s["kind"] == 2]
+            import json
+
+            inp = json.loads(server["attrs"]["gen_ai.input.messages"])
+            out = json.loads(server["attrs"]["gen_ai.output.messages"])
+            assert inp[0]["role"] == "user" and "<EMAIL_ADDRESS>" in inp[0]["content"]
+            assert "<EMAIL_ADDRESS>" in out[0]["content"]  # the echo model repeats it: redacted there too
+            flat = server["attrs"]["gen_ai.input.messages"] + server["attrs"]["gen_ai.output.messages"]
+            assert "jane.doe" not in flat and "555-0132" not in flat

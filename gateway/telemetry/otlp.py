@@ -58,11 +58,24 @@ def _any(value: Any) -> bytes:
 
 
 _KEYS: dict[str, bytes] = {}  # attribute key -> its encoded KeyValue.key field (a few dozen names)
+# (key, value) -> the whole encoded attribute, for values that repeat across requests (method, path,
+# model, policy, upstream, outcome, small counts); bounded, so unique values cannot grow it.
+_PAIRS: dict[tuple, bytes] = {}
+_PAIRS_MAX = 8192
+_UNIQUE = frozenset({"gateway.request_id"})  # a new value every time: never worth caching
 
 
 def attributes(attrs: dict[str, Any], tag: int) -> bytes:
     out = []
     for k, v in attrs.items():
+        t = type(v)
+        pair = ((tag, k, t, v) if (t is bool or t is int or (t is str and len(v) <= 64)) and k not in _UNIQUE
+                else None)
+        if pair is not None:
+            done = _PAIRS.get(pair)
+            if done is not None:
+                out.append(done)
+                continue
         key = _KEYS.get(k)
         if key is None:
             key = _field(0x0A, k.encode())
@@ -70,7 +83,10 @@ def attributes(attrs: dict[str, Any], tag: int) -> bytes:
                 _KEYS[k] = key
         val = _any(v)
         body = key + b"\x12" + _varint(len(val)) + val
-        out.append(_SMALL[tag] + _varint(len(body)) + body)
+        enc = _SMALL[tag] + _varint(len(body)) + body
+        if pair is not None and len(_PAIRS) < _PAIRS_MAX:
+            _PAIRS[pair] = enc
+        out.append(enc)
     return b"".join(out)
 
 
