@@ -26,6 +26,7 @@ from gateway.metering.metrics import Metrics
 from gateway.reload import RuntimeHolder
 from gateway.runtime import Runtime
 from gateway.state.config import redacted
+from gateway.telemetry.tracing import CURRENT_TRACE
 from gateway.state.ledger import check as check_ledger_backend
 from gateway.state.ledger import open_ledger
 from gateway.state.redis import RedisCoordinator, RedisCounters
@@ -57,6 +58,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     status = 500
     tracing = request.app[TRACING]
     trace = request[TRACE] = tracing.start(request.headers, request.method, request.path) if tracing else None
+    token = CURRENT_TRACE.set(trace) if trace is not None else None
     try:
         resp = await handler(request)
         status = resp.status
@@ -103,6 +105,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
                             extra={"gateway": fields})
         if trace is not None:
             trace.finish(ex, status, request.path)
+            CURRENT_TRACE.reset(token)
 
 
 _JSON_TYPES = ("application/json",)

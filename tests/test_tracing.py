@@ -271,3 +271,31 @@ def test_a_policy_can_opt_in_to_redacted_content_on_its_traces(tmp_path, collect
             assert "<EMAIL_ADDRESS>" in out[0]["content"]  # the echo model repeats it: redacted there too
             flat = server["attrs"]["gen_ai.input.messages"] + server["attrs"]["gen_ai.output.messages"]
             assert "jane.doe" not in flat and "555-0132" not in flat
+
+
+def test_json_log_lines_of_a_traced_request_carry_its_trace_and_span_ids():
+    import json
+    import logging
+
+    from gateway.telemetry.logs import JsonFormatter
+    from gateway.telemetry.tracing import CURRENT_PARENT, CURRENT_TRACE, RequestTrace
+
+    class Queue:
+        put = staticmethod(lambda span: None)
+
+    class FakeTracing:
+        queue = Queue
+
+    trace = RequestTrace(FakeTracing, 0xABC, 0, "POST", "/v1/chat/completions")
+    check = trace.child("check pii")
+    record = logging.LogRecord("gateway.pipeline", logging.ERROR, __file__, 1, "check %r raised %s", ("pii", "X"), None)
+    fmt = JsonFormatter()
+    assert "trace_id" not in json.loads(fmt.format(record))  # outside a request: no ids
+    t1, t2 = CURRENT_TRACE.set(trace), CURRENT_PARENT.set(check)
+    try:
+        line = json.loads(fmt.format(record))
+    finally:
+        CURRENT_PARENT.reset(t2)
+        CURRENT_TRACE.reset(t1)
+    assert line["trace_id"] == f"{0xABC:032x}" and line["span_id"] == f"{check.span_id:016x}"
+    assert line["msg"] == "check 'pii' raised X"

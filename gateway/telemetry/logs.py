@@ -69,6 +69,12 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, FIELDS, None)
         if isinstance(fields, dict):
             out.update({k: v for k, v in fields.items() if k not in out})
+        from gateway.telemetry.tracing import current_ids
+
+        ids = current_ids()  # a traced request's handler is running in this task
+        if ids is not None:
+            out.setdefault("trace_id", ids[0])
+            out.setdefault("span_id", ids[1])
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         if record.stack_info:

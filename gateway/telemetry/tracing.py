@@ -41,6 +41,18 @@ log = logging.getLogger("gateway.telemetry")
 
 # The span a model call made now should hang under (a check's span while it runs: an LLM judge).
 CURRENT_PARENT: contextvars.ContextVar[Any] = contextvars.ContextVar("gateway_trace_parent", default=None)
+# The request's trace while its handler runs (JSON log lines carry its trace and span ids).
+CURRENT_TRACE: contextvars.ContextVar[Any] = contextvars.ContextVar("gateway_trace", default=None)
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of what is running now: the check in progress, else the request."""
+    trace = CURRENT_TRACE.get()
+    if trace is None:
+        return None
+    span = CURRENT_PARENT.get() or trace.root
+    return f"{span.trace_id:032x}", f"{span.span_id:016x}"
+
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
