@@ -322,7 +322,7 @@ def prediction_store(runtime: Runtime, ledger_path: Path) -> tabular.PredictionS
 
 
 def tracing_for(runtime: Runtime, metrics_: Metrics):
-    """Traces when `telemetry.enabled` (OpenTelemetry is imported only then)."""
+    """The app's Tracing when `telemetry.enabled`, else None (no export thread, nothing per request)."""
     if not runtime.telemetry.enabled:
         return None
     from gateway.telemetry.tracing import Counters, Tracing

@@ -82,7 +82,7 @@ class SegmentDecision:
 class Pipeline:
     def __init__(
         self, name: str, request: list[BoundCheck], response: list[BoundCheck], stream: StreamSettings,
-        start_upstream_early: bool = True,
+        start_upstream_early: bool = True, trace_content: bool = False,
     ) -> None:
         self.name = name
         # A check opts in with `overlap_safe = True` (a property where it depends on its params): it
@@ -92,7 +92,7 @@ class Pipeline:
             getattr(b.check, "overlap_safe", False) for b in request)
         self.request_checks = request
         self.response_checks = response
-        self.trace_content = False
+        self.trace_content = trace_content
         self.hold_checks = [c for c in response if c.stream == "hold"]
         self.monitor_checks = [c for c in response if c.stream == "monitor"]
         self.stream_settings = stream
@@ -236,9 +236,8 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
             phases[phase].append(bound)
     if problems:
         raise ValueError("\n".join(problems))
-    pipeline = Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early)
-    pipeline.trace_content = policy.trace_content
-    return pipeline
+    return Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early,
+                    policy.trace_content)
 
 
 def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | None:

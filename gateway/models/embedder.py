@@ -200,8 +200,6 @@ async def encode_async(texts: list[str], cache: dict | None = None) -> np.ndarra
             try:
                 # shielded: a check that times out must not cancel the pass its sibling awaits
                 vecs = await asyncio.shield(job)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the pass failed: forget it, so a later check may try again
                 for text in batch:
                     if cache.get(text) is v:
@@ -210,7 +208,7 @@ async def encode_async(texts: list[str], cache: dict | None = None) -> np.ndarra
             for text, vec in zip(batch, vecs):
                 if isinstance(cache.get(text), tuple):
                     cache[text] = vec
-            v = cache[t] = vecs[batch.index(t)]
+            v = cache[t]  # `t` is in `batch`: its vector just replaced the pending pass
         out.append(v)
     return np.stack(out) if out else np.zeros((0, 384), dtype=np.float32)
 
