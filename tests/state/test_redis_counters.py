@@ -349,3 +349,78 @@ def test_spend_is_rebuilt_when_redis_forgets_it_and_never_lowered(prefix):
             await store.close()
 
     asyncio.run(main())
+
+
+def test_concurrent_requests_pipeline_on_one_connection_each_with_its_own_reply(prefix):
+    """The per-request scripts share one pipelined connection (gateway/state/redis_lane.py): replies
+    come back in command order, so 600 concurrent requests over six keys still get their own."""
+    limits = {f"key:p{i}": 10 * (i + 1) for i in range(6)}  # different limits: a mixed-up reply shows
+
+    async def run():
+        store = replicas(prefix, 1)[0]
+        admitted = dict.fromkeys(limits, 0)
+
+        async def one(i: int) -> None:
+            name = f"key:p{i % 6}"
+            try:
+                await store.reserve((Scope(name, Limits(requests_per_minute=limits[name])),), 0, 0.0, time.time())
+            except RateLimited:
+                return
+            admitted[name] += 1
+
+        await asyncio.gather(*(one(i) for i in range(600)))
+        lane_used = store._lane._writer is not None
+        await store.close()
+        return admitted, lane_used
+
+    admitted, lane_used = asyncio.run(run())
+    assert admitted == limits and lane_used
+
+
+def test_a_dropped_or_silent_lane_is_reported_as_down_then_reopened(prefix):
+    """The lane's connection killed: requests go on (redis-py's path, then a new lane). A Redis that
+    does not answer within timeout_s: that request is handled as Redis down (here: admitted,
+    uncounted), and the next ones are counted again."""
+    import redis.asyncio as aioredis
+
+    from tests.helpers import REDIS_URL as url
+
+    scopes = (Scope("key:k", Limits(requests_per_minute=1000)),)
+
+    async def run():
+        errors = []
+        cfg = StateSettings(counters="redis", key_prefix=prefix, on_backend_error="open", timeout_s=0.3)
+        store = RedisCounters(cfg, url, on_error=lambda: errors.append(1))
+        admin = aioredis.Redis.from_url(url)
+        await store.reserve(scopes, 0, 0.0, time.time())
+        host, port = store._lane._writer.get_extra_info("sockname")[:2]
+        await admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+        await asyncio.sleep(0.2)  # the lane's reader sees the close
+        assert store._lane._writer is None
+        r = await store.reserve(scopes, 0, 0.0, time.time())  # redis-py's path meanwhile
+        assert r.counted and not errors
+        await asyncio.sleep(1.1)
+        await store.reserve(scopes, 0, 0.0, time.time())
+        assert store._lane._writer is not None  # a new lane
+        await admin.execute_command("CLIENT", "PAUSE", "700", "ALL")
+        r = await store.reserve(scopes, 0, 0.0, time.time())
+        assert not r.counted and errors == [1]
+        await asyncio.sleep(1.5)  # the pause is over and the lane may be reopened
+        r = await store.reserve(scopes, 0, 0.0, time.time())
+        assert r.counted and errors == [1]
+        await admin.aclose()
+        await store.close()
+        # the paused command never ran: its connection was closed at the timeout, before the pause ended
+        return int(await _window_total(prefix))
+
+    assert asyncio.run(run()) == 4
+
+
+async def _window_total(prefix: str) -> float:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        return float(await r.hget(f"{prefix}:rpm:key:k", "t"))
+    finally:
+        await r.aclose()
