@@ -136,12 +136,13 @@ class Pipeline:
 
     # ---- response phase -------------------------------------------------------------------------
     async def check_segment(
-        self, ex: Exchange, seg: OutputSegment, checks: list[BoundCheck]
+        self, ex: Exchange, seg: OutputSegment, checks: list[BoundCheck], stream_mode: str | None = None
     ) -> SegmentDecision:
-        """Run `checks` over one output segment in order; redactions feed the next check."""
+        """Run `checks` over one output segment in order; redactions feed the next check.
+        `stream_mode` (hold/monitor) is set for a streamed answer's sentences: it goes on the trace."""
         decision = SegmentDecision(Action.ALLOW, seg.text)
         for bound in checks:
-            result = await _run(bound, "response", bound.check.response, ex, seg)
+            result = await _run(bound, "response", bound.check.response, ex, seg, stream_mode=stream_mode)
             ex.results.append(result)
             verdict = result.verdict
             if verdict.action is Action.BLOCK:
@@ -168,17 +169,17 @@ def _blocked_error(result: CheckResult) -> Exception:
     )
 
 
-async def _run(bound: BoundCheck, phase: Phase, method, *args) -> CheckResult:
+async def _run(bound: BoundCheck, phase: Phase, method, *args, stream_mode: str | None = None) -> CheckResult:
     trace = args[0].trace  # the Exchange's
     if trace is None:
         return await _run_check(bound, phase, method, *args)
-    span = check_span(trace, bound, phase)
+    span = check_span(trace, bound, phase, stream_mode)
     token = CURRENT_PARENT.set(span)  # a model call the check makes (an LLM judge) hangs under it
     try:
         result = await _run_check(bound, phase, method, *args)
     finally:
         CURRENT_PARENT.reset(token)
-    end_check_span(span, result)
+    end_check_span(span, result, stream_mode)
     return result
 
 

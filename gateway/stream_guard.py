@@ -123,7 +123,7 @@ class StreamGuard:
         seg = OutputSegment(idx, text, state.checked, final)
         released = text if self.holds else ""
         if self.holds:
-            decision = await self.pipeline.check_segment(self.ex, seg, self.pipeline.hold_checks)
+            decision = await self.pipeline.check_segment(self.ex, seg, self.pipeline.hold_checks, "hold")
             if decision.action is Action.BLOCK:
                 self.violation = decision.blocked_by.check if decision.blocked_by else "hold"
                 return ""
@@ -140,7 +140,8 @@ class StreamGuard:
             seg = await self._monitor_queue.get()
             try:
                 if not self.violation:
-                    decision = await self.pipeline.check_segment(self.ex, seg, self.pipeline.monitor_checks)
+                    decision = await self.pipeline.check_segment(self.ex, seg, self.pipeline.monitor_checks,
+                                                               "monitor")
                     # In monitor mode the text is already out: a redaction cannot recall it, so any
                     # verdict that would have changed the text stops the stream instead.
                     if decision.action in (Action.BLOCK, Action.REDACT):

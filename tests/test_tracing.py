@@ -278,15 +278,9 @@ def test_json_log_lines_of_a_traced_request_carry_its_trace_and_span_ids():
     import logging
 
     from gateway.telemetry.logs import JsonFormatter
-    from gateway.telemetry.tracing import CURRENT_PARENT, CURRENT_TRACE, RequestTrace
+    from gateway.telemetry.tracing import CURRENT_PARENT, CURRENT_TRACE
 
-    class Queue:
-        put = staticmethod(lambda span: None)
-
-    class FakeTracing:
-        queue = Queue
-
-    trace = RequestTrace(FakeTracing, 0xABC, 0, "POST", "/v1/chat/completions")
+    trace = _trace()
     check = trace.child("check pii")
     record = logging.LogRecord("gateway.pipeline", logging.ERROR, __file__, 1, "check %r raised %s", ("pii", "X"), None)
     fmt = JsonFormatter()
@@ -299,3 +293,70 @@ def test_json_log_lines_of_a_traced_request_carry_its_trace_and_span_ids():
         CURRENT_TRACE.reset(t1)
     assert line["trace_id"] == f"{0xABC:032x}" and line["span_id"] == f"{check.span_id:016x}"
     assert line["msg"] == "check 'pii' raised X"
+
+
+def test_stream_check_spans_say_hold_or_monitor_and_whether_the_stream_was_cut(tmp_path, collector, upstream):
+    yaml = gateway_yaml(collector.url, upstream.server.url).replace("open_mode: {policy: guarded}",
+                                                                    "open_mode: {policy: streamed}")
+    root = write_policies(tmp_path / "p", yaml, guarded=POLICY, streamed="""
+response:
+  - {name: held, type: denylist, words: [forbidden], action: block, stream: hold}
+  - {name: watched, type: denylist, words: [Zorblax], action: block, stream: monitor}
+""")
+    outcomes = {}
+    with running_gateway(root, ledger=tmp_path / "ledger.db") as gw:
+        for label, text in [("clean", "All is well. Nothing to see."), ("held", "This is forbidden. Stop."),
+                            ("watched", "Hello there. The Zorblax comes. Then more.")]:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=30, json={
+                "model": "echo", "stream": True, "messages": [{"role": "user", "content": text}]})
+            assert r.status_code == 200
+            spans = collector.wait_for(r.headers["x-gateway-trace-id"], 2)
+            time.sleep(0.3)  # the stream's last check spans may come in a later export batch
+            spans = [s for s in collector.spans if s["trace_id"] == r.headers["x-gateway-trace-id"]]
+            outcomes[label] = {(s["attrs"]["gateway.stream.mode"], s["attrs"]["gateway.stream.outcome"])
+                               for s in spans if s["name"].startswith("check ")}
+            assert ("content_filter" in r.text) == (label != "clean")
+    assert outcomes["clean"] == {("hold", "released"), ("monitor", "passed")}
+    assert ("hold", "cut") in outcomes["held"]
+    assert ("monitor", "cut") in outcomes["watched"] and ("hold", "released") in outcomes["watched"]
+
+
+def test_lines_logged_in_the_model_pool_carry_the_request_ids_and_shared_passes_none():
+    import asyncio
+    import logging
+
+    from gateway.models.batcher import MicroBatcher
+    from gateway.models.workers import run_model
+    from gateway.telemetry.tracing import CURRENT_TRACE, current_ids
+
+    seen = []
+
+    def work(*_):
+        seen.append(current_ids())
+        logging.getLogger("gateway.test").debug("in the pool")
+        return [0] * (len(_[0]) if _ else 0)
+
+    async def main():
+        token = CURRENT_TRACE.set(_trace())
+        try:
+            await run_model(work)  # one request's work: its ids
+            await MicroBatcher(work).submit([1, 2])  # a shared pass: nobody's
+        finally:
+            CURRENT_TRACE.reset(token)
+
+    asyncio.run(main())
+    assert seen[0] is not None and seen[0][0] == f"{0xABC:032x}"
+    assert seen[1] is None
+
+
+def _trace():
+    """A trace whose spans go nowhere, for the log-id tests."""
+    from gateway.telemetry.tracing import RequestTrace
+
+    class Queue:
+        put = staticmethod(lambda span: None)
+
+    class FakeTracing:
+        queue = Queue
+
+    return RequestTrace(FakeTracing, 0xABC, 0, "POST", "/v1/chat/completions")

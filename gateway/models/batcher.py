@@ -11,6 +11,7 @@ model already uses every core for one pass, and a second pass in parallel would 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -70,7 +71,9 @@ class MicroBatcher(Generic[I, O]):
             count += len(w.items)
         if batch:
             self._running = True
-            asyncio.ensure_future(self._run(batch))
+            # A pass serves several requests, so it runs in an empty context: a line it logs must not
+            # carry the trace id of whichever request happened to start it.
+            asyncio.get_running_loop().create_task(self._run(batch), context=contextvars.Context())
 
     async def _run(self, batch: list[_Waiting]) -> None:
         flat = [x for w in batch for x in w.items]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import threading
@@ -109,7 +110,7 @@ def torch_thread() -> ThreadPoolExecutor:
 def _on_torch_thread(fn, *args):
     if threading.current_thread().name.startswith("gateway-torch"):
         return fn(*args)
-    return torch_thread().submit(fn, *args).result()
+    return torch_thread().submit(contextvars.copy_context().run, fn, *args).result()  # the caller's trace ids
 
 
 def load() -> None:

@@ -8,6 +8,7 @@ pickled back. Two workers match this machine's two cores; more only queue behind
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -38,5 +39,7 @@ def lower_priority() -> None:
 
 
 async def run_model(fn: Callable[..., T], *args, executor: Executor | None = None) -> T:
-    """Run CPU-bound model work in the model pool (or `executor`) and await it."""
-    return await asyncio.get_running_loop().run_in_executor(executor or pool(), fn, *args)
+    """Run CPU-bound model work in the model pool (or `executor`) and await it, in a copy of the
+    caller's context: a line it logs carries the request's trace and span ids (JSON logs)."""
+    ctx = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor or pool(), ctx.run, fn, *args)

@@ -395,15 +395,27 @@ class RequestTrace:
         span.finish()
 
 
-def check_span(trace: RequestTrace, bound, phase: str):
-    return trace.child(f"check {bound.name}", {"gateway.check.name": bound.name, "gateway.check.type": bound.type,
-                                                "gateway.check.phase": phase})
+def check_span(trace: RequestTrace, bound, phase: str, stream_mode: str | None = None):
+    attrs = {"gateway.check.name": bound.name, "gateway.check.type": bound.type, "gateway.check.phase": phase}
+    if stream_mode is not None:
+        attrs["gateway.stream.mode"] = stream_mode
+    return trace.child(f"check {bound.name}", attrs)
 
 
-def end_check_span(span: Span, result) -> None:
+# What a streamed sentence's check did to the stream: in hold mode the sentence waits for the check
+# (released as it was, released rewritten, or never: the stream is cut); in monitor mode it is out
+# already, so any verdict that would change it cuts the stream.
+_STREAM_OUTCOME = {("hold", "block"): "cut", ("hold", "redact"): "released_redacted",
+                   ("monitor", "block"): "cut", ("monitor", "redact"): "cut"}
+
+
+def end_check_span(span: Span, result, stream_mode: str | None = None) -> None:
     v = result.verdict
     span.attrs["gateway.check.action"] = v.action.value
     span.attrs["gateway.check.status"] = result.status
+    if stream_mode is not None:
+        span.attrs["gateway.stream.outcome"] = _STREAM_OUTCOME.get(
+            (stream_mode, v.action.value), "released" if stream_mode == "hold" else "passed")
     if v.score is not None:
         span.attrs["gateway.check.score"] = float(v.score)
     if result.status != "ok":
