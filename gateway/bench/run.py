@@ -139,6 +139,10 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
         procs.wait_ready(sink_url + "/stats", sink)
         gateways["gw+otel"] = (True, True, 1.0)
         gateways["gw+otel0"] = (True, True, 0.0)
+        # The tracing twins' reference: the "gateway" process also serves gw+prompt and gw+exp, so it
+        # gets 3x the sequential traffic and stays warmer (0.4 ms lower p50 than an identical process
+        # in one run); gw-twin is a copy of it that, like the twins, serves one target.
+        gateways["gw-twin"] = (True, True, None)
     started: dict[str, tuple[Any, float]] = {}
     for name, (metering, journal, ratio) in gateways.items():
         policies = work / f"proc-{name}" / "policies"
@@ -209,6 +213,7 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path, children: list
                      "gw-no-journal": "the same gateway with metering.journal: false (no crash journal)",
                      "gw+otel": "the same gateway with OpenTelemetry traces, sampling 1, to a stand-in collector",
                      "gw+otel0": "the same gateway with tracing on at sampling 0",
+                     "gw-twin": "a copy of gateway that serves one target, like the tracing twins (their reference)",
                      "gw+prompt": "the metered gateway, requests naming a published prompt",
                      "gw+exp": "the metered gateway, requests on a model under a 50/50 experiment"},
         "gateway": {"startup_s": round(startup_s, 3), "idle_rss_mb": round(idle_rss, 1),
@@ -388,13 +393,16 @@ def verdicts(r: dict[str, Any]) -> list[str]:
                        "(noise here is several %; the \"gateway\" process also serves gw+prompt and gw+exp, so its ledger grows 3x faster)")
     if "gw+otel" in r["sequential"]:
         seq = r["sequential"]
-        cost = seq["gw+otel"]["p50_ms"] - seq["gateway"]["p50_ms"]
-        check(cost <= 0.15, f"tracing (sampling 1): +{cost:.3f} ms p50 (gw+otel vs gateway) <= 0.15 ms")
-        cost0 = seq["gw+otel0"]["p50_ms"] - seq["gateway"]["p50_ms"]
-        out.append(f"[INFO] tracing at sampling 0: {cost0:+.3f} ms p50 (gw+otel0 vs gateway)")
+        ref = "gw-twin" if "gw-twin" in seq else "gateway"
+        cost = seq["gw+otel"]["p50_ms"] - seq[ref]["p50_ms"]
+        check(cost <= 0.15, f"tracing (sampling 1): {cost:+.3f} ms p50 (gw+otel vs {ref}) <= 0.15 ms")
+        cost0 = seq["gw+otel0"]["p50_ms"] - seq[ref]["p50_ms"]
+        out.append(f"[INFO] tracing at sampling 0: {cost0:+.3f} ms p50 (gw+otel0 vs {ref})")
         for c, row in r["concurrency"].items():
-            cpu = row["gw+otel"]["cpu_ms_per_request"] - row["gateway"]["cpu_ms_per_request"]
-            check(cpu <= 0.1, f"c={c}: tracing costs {cpu:+.3f} ms CPU per request (gw+otel vs gateway) <= 0.1 ms")
+            cpu = row["gw+otel"]["cpu_ms_per_request"] - row[ref]["cpu_ms_per_request"]
+            check(cpu <= 0.1, f"c={c}: tracing costs {cpu:+.3f} ms CPU per request (gw+otel vs {ref}) <= 0.1 ms")
+            cpu0 = row["gw+otel0"]["cpu_ms_per_request"] - row[ref]["cpu_ms_per_request"]
+            out.append(f"[INFO] c={c}: tracing at sampling 0 costs {cpu0:+.3f} ms CPU per request (gw+otel0 vs {ref})")
     if "16" in r["concurrency"]:
         row = r["concurrency"]["16"]
         if "litellm" in row:
