@@ -16,8 +16,8 @@ from aiohttp import web
 from gateway import proxy
 from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
-from gateway.errors import GatewayError
-from gateway.keys import EXCHANGE, HOLDER, METER, POOL, TRACE, TRACING
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, POOL, TRACE, TRACING
 from gateway.metering.ledger import spend_by
 from gateway.tabular import service as tabular
 from gateway.metering.limits import InProcessCounters, day_start, month_start
@@ -31,6 +31,7 @@ from gateway.state.ledger import check as check_ledger_backend
 from gateway.state.ledger import open_ledger
 from gateway.state.redis import RedisCoordinator, RedisCounters
 from gateway.upstreams.openai import HttpPool
+from gateway.validation import parse_json
 
 log = logging.getLogger("gateway.app")
 access_log = logging.getLogger("gateway.access")
@@ -188,6 +189,32 @@ async def admin_reload(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if result.ok else 422, dumps=_dumps)
 
 
+async def admin_cache_clear(request: web.Request) -> web.Response:
+    """Drop cache entries: all, or those of one key / group and/or one model (`gateway cache clear`)."""
+    _admin(request)
+    cache = request.app[CACHE]
+    if cache is None:
+        raise GatewayError("The response cache is off (`cache: {enabled: true}` in gateway.yaml turns it on).",
+                           status=409, type="invalid_request_error", code="cache_off")
+    raw = await request.read()
+    body = parse_json(raw) if raw.strip() else {}
+    unknown = set(body) - {"key", "group", "model"}
+    if unknown or not all(isinstance(body.get(k), (str, type(None))) for k in ("key", "group", "model")):
+        raise InvalidRequest("The body may name `key`, `group` and `model` (strings), nothing else"
+                             + (f"; got {sorted(unknown)}" if unknown else ""), param=", ".join(sorted(unknown)) or None)
+    if body.get("key") and body.get("group"):
+        raise InvalidRequest("Name a `key` or a `group`, not both.", param="group")
+    scope = (f"key:{body['key']}" if body.get("key") else f"group:{body['group']}" if body.get("group") else None)
+    try:
+        removed = await cache.clear(scope, body.get("model"))
+    except Exception as e:  # noqa: BLE001 - the store is down: say so, with a status that can be retried
+        raise GatewayError(f"The cache store could not be cleared ({type(e).__name__}); try again.", status=503,
+                           type="service_unavailable", code="cache_unavailable") from None
+    log.info("cache cleared (key=%s group=%s model=%s): %d entries", body.get("key") or "*",
+             body.get("group") or "*", body.get("model") or "*", removed)
+    return web.json_response({"removed": removed}, dumps=_dumps)
+
+
 async def admin_status(request: web.Request) -> web.Response:
     status = _admin(request).status()
     ledger = request.app[METER].ledger
@@ -202,6 +229,8 @@ async def metrics(request: web.Request) -> web.Response:
     meter = request.app[METER]
     if meter.ledger is not None:
         meter.metrics.ledger_pending.set(meter.ledger.pending())
+    if request.app[CACHE] is not None:
+        request.app[CACHE].refresh_gauges()
     return web.Response(body=meter.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -350,6 +379,42 @@ def counter_store(runtime: Runtime, metrics_: Metrics):
     return InProcessCounters()
 
 
+def cache_store_kind(runtime: Runtime) -> str:
+    """`cache.store`, with auto resolved: redis when the counters are in Redis, else embedded."""
+    store = runtime.cache.store
+    if store == "auto":
+        return "redis" if runtime.state.counters == "redis" else "embedded"
+    return store
+
+
+def response_cache(runtime: Runtime, metrics_: Metrics, ledger_path: Path | None):
+    """The ResponseCache `cache:` describes, or None when it is off (chosen once, at start-up)."""
+    settings = runtime.cache
+    if not settings.enabled:
+        return None
+    from gateway.cache.service import ResponseCache
+
+    if cache_store_kind(runtime) == "redis":
+        from gateway.state.redis_cache import RedisCache
+
+        store = RedisCache(runtime.state.redis_url() or "", runtime.state.key_prefix, runtime.state.timeout_s)
+    else:
+        from gateway.state.embedded_cache import EmbeddedCache
+
+        path = ledger_path.with_name("cache.db") if settings.persist and ledger_path is not None else None
+        store = EmbeddedCache(settings.max_entries, int(settings.max_mb * 1024 * 1024), path)
+        if store.corrupt:
+            metrics_.child(metrics_.cache_errors, "corrupt").inc(store.corrupt)
+    return ResponseCache(settings, store, metrics_)
+
+
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    yield
+    cache = app[CACHE]
+    if cache is not None:
+        await cache.close()
+
+
 def build_app(
     policies_dir: Path, runtime: Runtime, pool: HttpPool, *, ledger_path: Path | None = None,
     prompts_dir: Path | None = None, vet=None,
@@ -367,7 +432,9 @@ def build_app(
     if isinstance(app[METER].counters, RedisCounters):
         app[tabular.COORDINATOR] = RedisCoordinator(app[METER].counters)
     app[TRACING] = tracing_for(runtime, metrics_)
+    app[CACHE] = response_cache(runtime, metrics_, ledger_path)
     app.cleanup_ctx.append(_backends)
+    app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_pool)
     app.cleanup_ctx.append(_metering)  # set up before, torn down after the policies (last rows flushed)
@@ -389,5 +456,6 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/status", admin_status)
+    app.router.add_post("/admin/cache/clear", admin_cache_clear)
     app.router.add_get("/metrics", metrics)
     return app

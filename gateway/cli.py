@@ -63,6 +63,12 @@ def _load_or_exit(policies: Path, prompts: Path):
         raise SystemExit(2) from None
 
 
+def cache_store_kind(runtime) -> str:
+    from gateway.app import cache_store_kind as kind
+
+    return kind(runtime)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.access_log, args.log_format)
     log = logging.getLogger("gateway")
@@ -84,6 +90,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"gateway: --workers {args.workers} needs shared counters: set `state: {{counters: redis}}` in "
                   f"{policies / 'gateway.yaml'} (and the Redis URL in $GATEWAY_REDIS_URL). With the embedded "
                   "counters every worker would enforce each limit and budget on its own.", file=sys.stderr)
+            return 2
+        if runtime.cache.enabled and cache_store_kind(runtime) == "embedded":
+            print(f"gateway: --workers {args.workers} with the embedded response cache would give every worker a "
+                  f"cache of its own (and `gateway cache clear` would reach one of them): set `cache: {{store: "
+                  f"redis}}` in {policies / 'gateway.yaml'}, or run one worker.", file=sys.stderr)
             return 2
         from gateway.workers import supervise
 
@@ -385,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(p)
     p.set_defaults(func=lambda a: __import__("gateway.training.cli", fromlist=["main"]).main(a))
+
+    from gateway.cache.cli import add_parser as add_cache_parser
+
+    add_cache_parser(sub)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

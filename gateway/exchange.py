@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.cache.settings import CacheRequest
 from gateway.checks.base import TextPath, Verdict
 from gateway.metering.usage import Usage
 
@@ -49,6 +50,7 @@ class GatewayOptions(BaseModel):
     metadata: dict[str, str | int | float | bool] | None = None
     user_id: str | None = None
     prompt: PromptRequest | None = None
+    cache: CacheRequest | None = None  # per-request cache control (gateway/cache/settings.py)
     # Behaviour overrides for the built-in mock upstream (ignored by real upstreams).
     mock: dict[str, Any] | None = None
 
@@ -126,6 +128,7 @@ class Exchange:
     prompt: Any = None  # the RenderedPrompt used, when the request named one
     experiment: Any = None  # the experiments.assign.Assignment, when the request took part in one
     user_ref: str | None = None  # the end user as the ledger keeps it (hashed by default: metering.users)
+    cache: Any = None  # gateway.cache.service.CacheOutcome when the response cache applied to this request
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------
@@ -172,6 +175,8 @@ class Exchange:
             headers["x-gateway-trace-id"] = self.trace.trace_id
         if self.experiment is not None:
             headers["x-gateway-experiment"] = f"{self.experiment.experiment}={self.experiment.variant.name}"
+        if self.cache is not None:
+            headers.update(self.cache.headers())
         if self.usage is not None:
             headers["x-gateway-cost-usd"] = "unknown" if self.cost_usd is None else f"{self.cost_usd:.8f}"
         return headers
@@ -202,6 +207,8 @@ class Exchange:
         if self.usage is not None:
             info["usage"] = self.usage.to_json()
             info["cost_usd"] = self.cost_usd
+        if self.cache is not None:
+            info["cache"] = self.cache.record()
         info["verdicts"] = summarize(self.results)
         if self.options.user_id is not None:
             info["user_id"] = self.options.user_id

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from gateway.cache.service import ResponseCache
     from gateway.exchange import Exchange
     from gateway.metering.meter import Meter
     from gateway.reload import RuntimeHolder
@@ -18,3 +19,4 @@ METER: web.AppKey[Meter] = web.AppKey("meter")
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")
 TRACING: web.AppKey[object] = web.AppKey("tracing")  # gateway.telemetry.tracing.Tracing, or None
 TRACE: web.RequestKey[object] = web.RequestKey("trace")  # the request's RequestTrace, or None
+CACHE: web.AppKey[ResponseCache | None] = web.AppKey("cache")  # None when gateway.yaml's cache is off

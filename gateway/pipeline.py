@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.cache.settings import PolicyCache
 from gateway.checks import check_types
 from gateway.checks.base import Action, OutputSegment, RequestCheck, ResponseCheck, Verdict
 from gateway.config.yamlfile import YamlDoc, dotted
@@ -57,6 +58,9 @@ class PolicyFile(BaseModel):
     # With `telemetry:` on, put the messages (as sent upstream, after this policy's request checks) and
     # the answer (as the client got it) on the request's trace, PII-redacted first (regex detector).
     trace_content: bool = False
+    # The response cache for this policy's keys (gateway.yaml `cache:` turns it on): off, or widened
+    # to non-deterministic requests.
+    cache: PolicyCache = Field(default_factory=PolicyCache)
     request: list[dict[str, Any]] = Field(default_factory=list)
     response: list[dict[str, Any]] = Field(default_factory=list)
     stream: StreamSettings = Field(default_factory=StreamSettings)
@@ -82,9 +86,10 @@ class SegmentDecision:
 class Pipeline:
     def __init__(
         self, name: str, request: list[BoundCheck], response: list[BoundCheck], stream: StreamSettings,
-        start_upstream_early: bool = True, trace_content: bool = False,
+        start_upstream_early: bool = True, trace_content: bool = False, cache: PolicyCache | None = None,
     ) -> None:
         self.name = name
+        self.cache = cache or PolicyCache()
         # A check opts in with `overlap_safe = True` (a property where it depends on its params): it
         # never rewrites the request, and what it blocks may reach the model (topics, injection) -
         # unlike a `pii` or deny-list block, whose point is that the text never leaves.
@@ -238,7 +243,7 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
     if problems:
         raise ValueError("\n".join(problems))
     return Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early,
-                    policy.trace_content)
+                    policy.trace_content, policy.cache)
 
 
 def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | None:

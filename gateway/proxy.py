@@ -16,7 +16,8 @@ from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
-from gateway.keys import EXCHANGE, HOLDER, METER, TRACE
+from gateway.cache.replay import CachedStream, completion_chunks
+from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, TRACE
 from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
 from gateway.pipeline import Pipeline
@@ -197,17 +198,49 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt, ex, route, pipeline = await _begin(request, "chat.completions")
     if pipeline.response_checks:  # a check may ask a judge model, through the same routing and metering
         ex.state[MODEL_CALLER] = ModelCaller(request.app, rt, ex)
+    cache = request.app[CACHE]
+    plan = cache.plan(ex, route, pipeline, request.headers) if cache is not None else None
+    if plan is None:
+        return await _chat_upstream(request, rt, ex, route, pipeline)
+    try:
+        record = await cache.lookup(ex, plan)
+        if record is None:
+            return await _chat_upstream(request, rt, ex, route, pipeline, plan)
+        if pipeline.overlap_upstream:  # its request checks did not run in _begin: they must pass first
+            await pipeline.run_request(ex)
+        completion = cache.serve(ex, rt, record)
+        if ex.stream:
+            return await relay_stream(request, rt, ex, route, pipeline, alongside_checks,
+                                      cached=CachedStream(completion_chunks(completion)))
+        return await _respond(ex, pipeline, completion)
+    finally:
+        cache.done(plan)
+
+
+async def _chat_upstream(request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline,
+                         plan=None) -> web.StreamResponse:
+    """The answer from the upstream; `plan`: a cacheable miss, whose answer is offered to the cache."""
     if ex.stream:
-        return await relay_stream(request, rt, ex, route, pipeline, alongside_checks)
+        return await relay_stream(request, rt, ex, route, pipeline, alongside_checks, plan=plan)
 
     async def call(upstream: Upstream, model: str) -> dict[str, Any]:
         return await upstream.chat(ex, model, ex.body)
 
     data = await alongside_checks(ex, pipeline, rt.router.call(ex, route, call))
+    raw = orjson.dumps(data) if plan is not None else None  # as received: restore and checks change `data`
     if ex.trace is not None:
         ex.state["finish_reasons"] = [c.get("finish_reason") or "" for c in data.get("choices") or ()]
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
+    response = await _respond(ex, pipeline, data)
+    if raw is not None:
+        await request.app[CACHE].store_answer(ex, plan, raw)
+    return response
+
+
+async def _respond(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> web.Response:
+    """An answer (the upstream's or the cache's) as this request's client gets it: pseudonyms
+    restored, response checks applied, the `gateway` object added."""
     if PSEUDONYMS in ex.state:
         restore_completion(ex.state[PSEUDONYMS], data)
     if pipeline.response_checks:

@@ -85,6 +85,11 @@ class RuntimeHolder:
                             "next restart (tracing stays %s)", reason,
                             "on" if self.current.telemetry.enabled else "off")
                 runtime.telemetry = self.current.telemetry
+            if runtime.cache != self.current.cache:
+                log.warning("reload (%s): the `cache:` section of gateway.yaml changed; it takes effect at the "
+                            "next restart (the cache stays %s; routes' and policies' `cache:` apply now)", reason,
+                            "on" if self.current.cache.enabled else "off")
+                runtime.cache = self.current.cache
             self.current = runtime
             self.ready = True
             self._failed_fingerprint = None

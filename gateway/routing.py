@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.cache.settings import RouteCache
+
 from gateway.errors import GatewayError, InvalidRequest, NotFound, UpstreamFailure
 from gateway.exchange import Attempt, Exchange
 from gateway.upstreams.base import Upstream, UpstreamError
@@ -49,6 +51,8 @@ class RouteConfig(BaseModel):
         default=120, gt=0, le=3600, description="budget for the whole call (streams: until the first event)"
     )
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    # The response cache on this route (gateway.yaml `cache:` turns it on): off, or another TTL.
+    cache: RouteCache = Field(default_factory=RouteCache)
 
 
 @dataclass(slots=True, frozen=True)

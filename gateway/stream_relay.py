@@ -22,10 +22,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.cache.replay import CachedStream, StreamAssembler
 from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError
 from gateway.exchange import Attempt, Exchange
-from gateway.keys import METER
+from gateway.keys import CACHE, METER
 from gateway.pii.anonymize import Restorer
 from gateway.pipeline import Pipeline
 from gateway.routing import Route, backoff_delay, failures
@@ -64,8 +65,11 @@ def _check_event(ex: Exchange, payload: bytes) -> dict[str, Any]:
 
 
 async def relay_stream(
-    request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline, alongside_checks
+    request: web.Request, rt: Runtime, ex: Exchange, route: Route, pipeline: Pipeline, alongside_checks,
+    *, cached: CachedStream | None = None, plan=None,
 ) -> web.StreamResponse:
+    """`cached`: a cache hit played back instead of an upstream stream; `plan`: a cacheable miss,
+    whose answer is stored once it has streamed to the end unchanged (gateway/cache/service.py)."""
     client_usage = bool((ex.body.get("stream_options") or {}).get("include_usage"))
     # Ask for usage even when the client did not (and drop that chunk again before it reaches the
     # client), so streamed requests are billed on the upstream's figures, not on our estimate.
@@ -97,9 +101,14 @@ async def relay_stream(
 
     # Opening the stream may overlap the request checks (proxy.alongside_checks): headers are sent only
     # after both are done, so a blocked request never shows the client a byte of the answer.
-    stream, held = await alongside_checks(ex, pipeline, rt.router.call(ex, route, open_and_hold))
+    if cached is not None:
+        stream, held = cached, cached.take_ready()
+    else:
+        stream, held = await alongside_checks(ex, pipeline, rt.router.call(ex, route, open_and_hold))
     relay = _Relay(request, rt, ex, pipeline, client_usage)
-    resumes_left = route.cfg.retries if _replayable_request(ex.body) else 0
+    if plan is not None:
+        relay.assembler = StreamAssembler()
+    resumes_left = route.cfg.retries if cached is None and _replayable_request(ex.body) else 0
     try:
         await relay.resp.prepare(request)
         batch = held
@@ -128,6 +137,8 @@ async def relay_stream(
         await relay.resp.write(DONE_EVENT)
         if ex.trace is not None and pipeline.trace_content:  # the answer as the model streamed it
             await trace_content(ex.trace, ex.body.get("messages"), ["".join(relay.text)])
+        if relay.assembler is not None and not relay.resumed and not (relay.guard and relay.guard.violation):
+            await request.app[CACHE].store_answer(ex, plan, orjson.dumps(relay.assembler.completion()))
     except UpstreamError as e:
         # Headers are gone already: end the stream with an error event (the openai SDK raises
         # APIError on it) instead of a silent truncation.
@@ -171,6 +182,7 @@ class _Relay:
         self.replay: str | None = None  # text a replay must still repeat before its events are relayed
         self.replay_finish = False  # ...and its finish reason too
         self.resumed = False
+        self.assembler: StreamAssembler | None = None  # a cacheable miss: the chunks as the upstream sent them
 
     def settle(self) -> None:
         ex = self.ex
@@ -197,6 +209,8 @@ class _Relay:
             out = bytearray()
             for payload in batch:
                 chunk = _check_event(ex, payload)
+                if self.assembler is not None:
+                    self.assembler.add(chunk)
                 if self.replay is not None:
                     chunk = self._skip_replayed(chunk)
                     if chunk is None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import KeyConfig, OpenModeConfig
+from gateway.cache.settings import CacheSettings
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.state.config import StateSettings
@@ -66,6 +67,8 @@ class GatewayFile(BaseModel):
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
     # Where rate-limit and budget counters live: this process (default) or Redis (several workers/replicas).
     state: StateSettings = Field(default_factory=StateSettings)
+    # The response cache (gateway/cache/): off unless enabled here.
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     # OpenTelemetry traces over OTLP/HTTP (gateway/telemetry/tracing.py); read at start-up.
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.

@@ -146,8 +146,20 @@ def read_segment(fd: int) -> tuple[list[tuple], list[tuple], int]:
         except (orjson.JSONDecodeError, ValueError, TypeError):
             bad += 1
             continue
-        (feedback if kind == FEEDBACK else requests).append(tuple(row))
+        if kind == FEEDBACK:
+            feedback.append(tuple(row))
+        else:
+            requests.append(_padded(row))
     return requests, feedback, bad
+
+
+def _padded(row: list) -> tuple:
+    """A row journaled by an older version has fewer columns (they were added at the end): the
+    missing ones are NULL, as the ledger's migration leaves them on old rows."""
+    from gateway.metering.ledger import COLUMNS
+
+    missing = len(COLUMNS) - len(row)
+    return tuple(row) + (None,) * missing if missing > 0 else tuple(row)
 
 
 def discard(path: Path, fd: int) -> None:

@@ -35,7 +35,7 @@ COLUMNS = (
     "prompt_name", "prompt_version", "prompt_hash", "stream", "status", "error",
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
     "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
-    "experiment", "variant", "unit_hash", "outcome",
+    "experiment", "variant", "unit_hash", "outcome", "cache", "saved_usd",
 )
 FEEDBACK_COLUMNS = ("dedup_key", "metric", "ts", "experiment", "variant", "unit_hash", "value")
 
@@ -56,7 +56,20 @@ DIMENSIONS = (
 
 
 def _rollup_select(dim: str, expr: str) -> str:
-    """Errors are `failed` outcomes (gateway/metering/outcome.py), refusals counted apart."""
+    """Errors are `failed` outcomes (gateway/metering/outcome.py), refusals counted apart; cache hits
+    and what they saved (gateway/cache/)."""
+    return f"""
+    SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr},
+           COUNT(*), COALESCE(SUM(outcome = '{FAILED}'), 0), SUM(input_tokens), SUM(cached_tokens),
+           SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
+           SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
+           COALESCE(SUM(latency_ms), 0), COALESCE(SUM(outcome = '{REFUSED}'), 0),
+           COALESCE(SUM(cache = 'hit'), 0), COALESCE(SUM(saved_usd), 0)
+    FROM requests"""
+
+
+def _rollup_select_v5(dim: str, expr: str) -> str:
+    """Frozen copy of what migration v5 ran (its table had no cache columns yet)."""
     return f"""
     SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr},
            COUNT(*), COALESCE(SUM(outcome = '{FAILED}'), 0), SUM(input_tokens), SUM(cached_tokens),
@@ -64,6 +77,16 @@ def _rollup_select(dim: str, expr: str) -> str:
            SUM(cost_usd IS NULL AND usage_source != 'none'), SUM(usage_source = 'estimated'),
            COALESCE(SUM(latency_ms), 0), COALESCE(SUM(outcome = '{REFUSED}'), 0)
     FROM requests"""
+
+
+# What migration v5 rolled up by (a frozen copy: DIMENSIONS may grow).
+_DIMENSIONS_V5 = (
+    ("key", "COALESCE(key, '')"),
+    ("model", "COALESCE(model, '')"),
+    ("served", "COALESCE(served_model, '')"),
+    ("prompt", "COALESCE(prompt_name || '@' || prompt_version, '')"),
+    ("upstream", "COALESCE(upstream, '')"),
+)
 
 
 # Frozen copies of what migration v2 ran (a released migration never changes).
@@ -225,12 +248,21 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX requests_request_id ON requests(request_id);
     ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
     DELETE FROM usage_hourly;
-    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select(dim, expr)} WHERE true GROUP BY 1, 3;"
-                  for dim, expr in DIMENSIONS) + """
+    """ + "".join(f"INSERT INTO usage_hourly {_rollup_select_v5(dim, expr)} WHERE true GROUP BY 1, 3;"
+                  for dim, expr in _DIMENSIONS_V5) + """
     DROP TRIGGER requests_experiment_rollup;
     """ + _experiment_trigger(f"NEW.outcome = '{FAILED}'") + """
     DELETE FROM experiment_stats;
     """ + _experiment_stats_backfill(f"outcome = '{FAILED}'") + """
+    """,
+    # v6: the response cache (gateway/cache/): whether a request was served from it (hit) or went
+    # upstream and may be stored (miss), and the cost a hit saved, priced as the original answer.
+    # Rows before it have neither; the rollup gains hit and saving totals (zero for old hours).
+    """
+    ALTER TABLE requests ADD COLUMN cache TEXT;
+    ALTER TABLE requests ADD COLUMN saved_usd REAL;
+    ALTER TABLE usage_hourly ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_hourly ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -250,7 +282,8 @@ _ROLLUP = [
         output_tokens = output_tokens + excluded.output_tokens, cost_usd = cost_usd + excluded.cost_usd,
         priced = priced + excluded.priced, unpriced = unpriced + excluded.unpriced,
         estimated = estimated + excluded.estimated, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-        refused = refused + excluded.refused"""
+        refused = refused + excluded.refused, cache_hits = cache_hits + excluded.cache_hits,
+        saved_usd = saved_usd + excluded.saved_usd"""
     for dim, expr in DIMENSIONS
 ]
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often

@@ -186,7 +186,7 @@ def _max_output(body: dict[str, Any]) -> int:
 
 def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple:
     u = ex.usage
-    served = ex.served_by
+    served = ex.served_by or (ex.cache.origin if ex.cache is not None else None)  # a hit: who answered first
     verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status]
                              for r in ex.results]).decode() if ex.results else None
     return (
@@ -201,4 +201,6 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
         *((ex.experiment.experiment, ex.experiment.variant.name, ex.experiment.unit_hash)
           if ex.experiment is not None else (None, None, None)),
         outcome(status, ex.error or ex.stream_error),
+        *((ex.cache.status if ex.cache.status in ("hit", "miss") else None, ex.cache.saved_usd)
+          if ex.cache is not None else (None, None)),
     )

@@ -64,6 +64,20 @@ class Metrics:
                                      "collector is slower than the traffic) or export_failed", ["reason"], registry=r)
         self.trace_bad_parent = Counter("gateway_trace_bad_traceparent", "Requests whose traceparent header was "
                                         "malformed (a new trace was started)", registry=r)
+        self.cache_requests = Counter("gateway_cache_requests", "Chat requests by cache result: hit, miss (went "
+                                      "upstream), bypass (not cacheable: see the request's gateway.cache.reason)",
+                                      ["result"], registry=r)
+        self.cache_saved = Counter("gateway_cache_saved_usd", "What cache hits would have cost upstream (priced as "
+                                   "the original answer)", ["key"], registry=r)
+        self.cache_stored = Counter("gateway_cache_stored", "Answers stored, and answers not stored by reason "
+                                    "(too_large, not_storable)", ["result"], registry=r)
+        self.cache_errors = Counter("gateway_cache_errors", "Cache store calls that failed (get, put, delete: the "
+                                    "request went on uncached), calls skipped while the store recovers (skipped), "
+                                    "entries that could not be read (corrupt, removed)", ["op"], registry=r)
+        self.cache_entries = Gauge("gateway_cache_entries", "Entries in the embedded cache", registry=r,
+                                   multiprocess_mode="livesum")
+        self.cache_bytes = Gauge("gateway_cache_bytes", "Bytes held by the embedded cache", registry=r,
+                                 multiprocess_mode="livesum")
         self.ledger_pending = Gauge("gateway_ledger_pending_rows", "Rows queued, not yet committed", registry=r,
                                     multiprocess_mode="livesum")  # all live workers' queues together
 

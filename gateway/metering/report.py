@@ -25,7 +25,7 @@ GROUPINGS = {
     "upstream": ("COALESCE(upstream, '(none)')", "upstream", "CASE value WHEN '' THEN '(none)' ELSE value END"),
 }
 FIELDS = ("requests", "errors", "refused", "input_tokens", "cached_tokens", "output_tokens", "cost_usd",
-          "unpriced", "estimated", "avg_latency_ms")
+          "unpriced", "estimated", "avg_latency_ms", "cache_hits", "hit_rate", "saved_usd")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 
 
@@ -54,12 +54,13 @@ def usage_rows(ledger: Any, since: float, until: float, by: str) -> list[dict[st
         SELECT {raw_expr}, COUNT(*), {count(f"outcome = '{FAILED}'")}, SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd),
                {count("cost_usd IS NULL AND usage_source != 'none'")}, {count("usage_source = 'estimated'")},
-               COALESCE(SUM(latency_ms), 0), {count(f"outcome = '{REFUSED}'")}
+               COALESCE(SUM(latency_ms), 0), {count(f"outcome = '{REFUSED}'")}, {count("cache = 'hit'")},
+               COALESCE(SUM(saved_usd), 0)
         FROM requests WHERE ts >= ? AND ts < ? GROUP BY 1"""
     rollup_sql = f"""
         SELECT {rollup_expr}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_tokens),
                SUM(output_tokens), SUM(cost_usd), SUM(priced), SUM(unpriced), SUM(estimated), SUM(latency_ms_sum),
-               SUM(refused)
+               SUM(refused), SUM(cache_hits), SUM(saved_usd)
         FROM usage_hourly WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY 1"""
     parts = []
     if first_hour < end_hour:
@@ -75,12 +76,14 @@ def usage_rows(ledger: Any, since: float, until: float, by: str) -> list[dict[st
             acc[i] += v or 0
     out = []
     for name, (requests, errors, inp, cached, output, cost, priced, unpriced, estimated, latency,
-               refused) in totals.items():
+               refused, hits, saved) in totals.items():
         out.append({by: name, "requests": requests, "errors": errors, "refused": refused, "input_tokens": inp,
                     "cached_tokens": cached,
                     "output_tokens": output, "cost_usd": round(cost, 8) if priced else None,
                     "unpriced": unpriced, "estimated": estimated,
-                    "avg_latency_ms": round(latency / requests, 1) if requests else None})
+                    "avg_latency_ms": round(latency / requests, 1) if requests else None,
+                    "cache_hits": hits, "hit_rate": round(hits / requests, 4) if requests else None,
+                    "saved_usd": round(saved, 8)})
     out.sort(key=lambda r: (-(r["cost_usd"] or 0), -r["requests"]))
     return out
 
@@ -101,9 +104,10 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         writer.writerows(rows)
         return buf.getvalue()
     headers = [by, "requests", "errors", "refused", "input tok", "cached", "output tok", "cost USD", "unpriced", "estimated",
-               "avg ms"]
-    total = {by: "TOTAL", **{f: sum((r[f] or 0) for r in rows) for f in FIELDS if f != "avg_latency_ms"}}
+               "avg ms", "cache hits", "hit %", "saved USD"]
+    total = {by: "TOTAL", **{f: sum((r[f] or 0) for r in rows) for f in FIELDS if f not in ("avg_latency_ms", "hit_rate")}}
     total["avg_latency_ms"] = None
+    total["hit_rate"] = round(total["cache_hits"] / total["requests"], 4) if total["requests"] else None
     lines = []
     cells = [[_cell(f, r.get(f)) for f in (by, *FIELDS)] for r in [*rows, total]]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -114,15 +118,18 @@ def render(rows: list[dict[str, Any]], by: str, fmt: str) -> str:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     note = ("\nerrors: failed requests (5xx, or a stream that broke after it started); refused: 4xx (bad input, "
             "keys, limits, guardrail blocks);\nunpriced: requests whose served model has no price (cost unknown, not "
-            "counted as $0); estimated: token counts by the gateway because the upstream sent none.")
+            "counted as $0); estimated: token counts by the gateway because the upstream sent none;\ncache hits: "
+            "answers served from the response cache (no upstream tokens); saved USD: what they had cost upstream.")
     return "\n".join(lines) + note
 
 
 def _cell(field: str, value: Any) -> str:
     if value is None:
         return "-"
-    if field == "cost_usd":
+    if field in ("cost_usd", "saved_usd"):
         return f"{value:,.6f}" if value < 1000 else f"{value:,.2f}"
+    if field == "hit_rate":
+        return f"{value:.1%}"
     if field == "avg_latency_ms":
         return f"{value:,.1f}"
     if isinstance(value, int):

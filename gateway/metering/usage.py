@@ -12,7 +12,7 @@ class Usage:
     output: int
     cached: int = 0  # part of `input` served from the provider's prompt cache
     reasoning: int = 0  # part of `output` spent on hidden reasoning
-    source: Literal["upstream", "estimated"] = "upstream"
+    source: Literal["upstream", "estimated", "cache"] = "upstream"  # cache: a hit, nothing used upstream
     note: str | None = None  # why it is an estimate, or what was inconsistent
 
     def to_json(self) -> dict[str, Any]:

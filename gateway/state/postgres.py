@@ -147,7 +147,7 @@ _BLOCKED = """verdicts LIKE '%"block"%'"""
 # The SQLite rollup's dimensions, as rows of a VALUES list (their expressions read the inserted row `i`).
 _DIMS = ", ".join(f"('{dim}', {expr})" for dim, expr in DIMENSIONS)
 _ADD = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "cost_usd", "priced", "unpriced",
-        "estimated", "latency_ms_sum", "refused")
+        "estimated", "latency_ms_sum", "refused", "cache_hits", "saved_usd")
 _STATS_ADD = ("n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq", "tokens_sum",
               "tokens_sq")
 # One statement: the rows not seen before, and their contribution to every rollup. ORDER BY on each
@@ -163,7 +163,7 @@ WITH i AS (
            SUM(i.input_tokens), SUM(i.cached_tokens), SUM(i.output_tokens), COALESCE(SUM(i.cost_usd), 0),
            COUNT(i.cost_usd), {COUNT_IF("i.cost_usd IS NULL AND i.usage_source != 'none'")},
            {COUNT_IF("i.usage_source = 'estimated'")}, COALESCE(SUM(i.latency_ms), 0),
-           {COUNT_IF(f"i.outcome = '{REFUSED}'")}
+           {COUNT_IF(f"i.outcome = '{REFUSED}'")}, {COUNT_IF("i.cache = 'hit'")}, COALESCE(SUM(i.saved_usd), 0)
     FROM i CROSS JOIN LATERAL (VALUES {_DIMS}) AS d (dim, value)
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (hour, dim, value) DO UPDATE SET {", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in _ADD)}
