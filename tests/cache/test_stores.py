@@ -7,11 +7,9 @@ import asyncio
 import sqlite3
 import time
 
-import pytest
-
 from gateway.cache.store import CacheKey, Entry
 from gateway.state.embedded_cache import EmbeddedCache
-from tests.helpers import REDIS_URL, require_service
+from tests.helpers import REDIS_URL
 
 
 def entry(scope="key:a", model="m", ttl=60.0, body=b'{"completion": {"choices": []}}') -> Entry:
@@ -90,27 +88,11 @@ def test_a_file_that_is_not_a_database_starts_an_empty_cache(tmp_path):
     assert store.stats()["entries"] == 1 and store.path is None
 
 
-@pytest.fixture
-def redis_prefix():
-    require_service("Redis", "127.0.0.1", 6379)
-    import os
-
-    import redis
-
-    p = "gwtest-cache-" + os.urandom(4).hex()
-    yield p
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(f"{p}:*"))
-    if keys:
-        r.delete(*keys)
-    r.close()
-
-
-def test_the_redis_store_shares_entries_expires_them_and_clears_by_key_and_model(redis_prefix):
+def test_the_redis_store_shares_entries_expires_them_and_clears_by_key_and_model(prefix):
     from gateway.state.redis_cache import RedisCache
 
     async def run():
-        one, two = RedisCache(REDIS_URL, redis_prefix, 1.0), RedisCache(REDIS_URL, redis_prefix, 1.0)
+        one, two = RedisCache(REDIS_URL, prefix, 1.0), RedisCache(REDIS_URL, prefix, 1.0)
         await one.put(k("h1", "key:a:b*", "m"), entry("key:a:b*", "m"))  # glob characters in a name are safe
         await one.put(k("h2", "key:a", "m"), entry("key:a", "m"))
         await one.put(k("h3", "key:a", "n"), entry("key:a", "n"))
