@@ -9,6 +9,7 @@ with `--backend postgres` (or `both`, side by side) the same for the PostgreSQL 
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import json
 import random
@@ -174,6 +175,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
     ap.add_argument("--json")
     args = ap.parse_args()
+    # the machine's server, as in the tests (trust auth, database `test`), unless told otherwise
+    os.environ.setdefault("GATEWAY_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     result: dict = {}
     for kind in (["sqlite", "postgres"] if args.backend == "both" else [args.backend]):
         backend = Backend(kind)
