@@ -270,18 +270,53 @@ def workers(args, work: Path) -> None:
                     time.sleep(0.1)
         time.sleep(2)
         rps: dict[int, list[float]] = {1: [], 2: []}
+        cores: dict[int, list[float]] = {1: [], 2: []}  # CPU cores the gateway's processes used under load
         import shutil
 
         use_wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and shutil.which("wrk"))
         for _ in range(args.workers_rounds):
-            for n, (_, url) in procs.items():
+            for n, (proc, url) in procs.items():
+                tree = _process_tree(proc.pid)
+                cpu0, t0 = sum(_cpu_s(p) for p in tree), time.monotonic()
                 rps[n].append(throughput_wrk(url, 64, 5.0, work) if use_wrk else asyncio.run(throughput(url, 64, 5.0)))
+                cores[n].append((sum(_cpu_s(p) for p in tree) - cpu0) / (time.monotonic() - t0))
     finally:
         stop([p for p, _ in procs.values()])
     one, two = statistics.median(rps[1]), statistics.median(rps[2])
+    c1, c2 = statistics.median(cores[1]), statistics.median(cores[2])
     print(f"Workers (c=64 keep-alive connections, {args.workers_rounds} interleaved rounds of 5 s): "
           f"1 worker {one:.0f} req/s, 2 workers {two:.0f} req/s, ratio {two / one:.2f}x "
           f"(load from {'wrk' if use_wrk else 'aiohttp'}, on the same two cores)")
+    # One worker is not one core: its ledger writer and journal threads run beside the event loop.
+    # Throughput per core used says whether the second worker scales; the cores say what was left.
+    print(f"  gateway CPU: 1 worker {c1:.2f} cores ({one / c1:.0f} req/s per core), 2 workers {c2:.2f} cores "
+          f"({two / c2:.0f} req/s per core); per-core ratio {(two / c2) / (one / c1):.2f}x")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the supervisor's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _url_of(proc: subprocess.Popen) -> str:
