@@ -75,6 +75,19 @@ def test_replay_skips_rows_already_committed(tmp_path):
         assert conn.execute("SELECT SUM(requests) FROM usage_hourly WHERE dim = 'key'").fetchone()[0] == 60
 
 
+def test_rows_journaled_by_an_older_version_get_the_newer_columns_as_null(tmp_path):
+    """A journal written before the cache columns existed (ledger v5 rows) replays after an upgrade."""
+    path = tmp_path / "l.db"
+    seg = journal.Journal(tmp_path / "old")
+    for i in range(5):
+        seg.append(journal.REQUEST, row(i)[:-2], lambda item: None, None)  # without cache, saved_usd
+    os.close(seg._segment.fd)
+    replayer = Ledger(path, journal_dir=tmp_path / "old")
+    replayer.recover()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(cache), COUNT(saved_usd) FROM requests").fetchone() == (5, 0, 0)
+
+
 def test_a_live_process_segment_is_left_alone(tmp_path):
     path = tmp_path / "l.db"
     live = Ledger(path, flush_interval_s=3600)

@@ -35,6 +35,11 @@ def mixed_rows(n: int, seed: int = 7) -> list[tuple]:
             r[COLUMNS.index("experiment")], r[COLUMNS.index("variant")] = "exp", rng.choice(["control", "new"])
             r[COLUMNS.index("unit_hash")] = f"u{i % 97}"
             r[COLUMNS.index("verdicts")] = '[["request","pii","block",1.0,"ok"]]' if i % 7 == 0 else None
+        if status == 200 and error is None:  # the response cache: hits (with what they saved), misses, neither
+            cache = rng.choice(["hit", "miss", None])
+            r[COLUMNS.index("cache")] = cache
+            if cache == "hit":
+                r[COLUMNS.index("saved_usd")] = rng.choice([0.003, 0.007])
         out.append(tuple(r))
     return out
 
