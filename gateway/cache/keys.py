@@ -25,9 +25,13 @@ def scope_of(kind: str, key_name: str | None, group: str | None) -> str:
     return f"key:{key_name}" if key_name else "open"
 
 
-def request_key(scope: str, endpoint: str, model: str, prompt_hash: str | None, body: dict[str, Any]) -> str:
+def request_key(scope: str, endpoint: str, model: str, prompt_hash: str | None, body: dict[str, Any],
+                context: Any = None) -> str:
+    """`context`: what else decides the answer but is not in the body - the documents supplied in
+    `gateway.context` (response checks judge the answer against them; the mock model answers from
+    them) and the mock model's overrides."""
     normal = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
-    blob = orjson.dumps([scope, endpoint, model, prompt_hash or "", normal], option=orjson.OPT_SORT_KEYS)
+    blob = orjson.dumps([scope, endpoint, model, prompt_hash or "", normal, context], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -110,8 +110,10 @@ class ResponseCache:
             self.metrics.child(self.metrics.cache_requests, "bypass").inc()
             return None
         scope = scope_of(self.settings.scope, ex.key_name, ex.group)
+        opts = ex.options
+        context = ([[d.id, d.text] for d in opts.context] if opts.context else None, opts.mock)
         key = CacheKey(request_key(scope, ex.endpoint, ex.model, ex.prompt.hash if ex.prompt is not None else None,
-                                   ex.body), scope, ex.model)
+                                   ex.body, context), scope, ex.model)
         ttl = (option.ttl_s if option is not None and option.ttl_s is not None
                else route.cfg.cache.ttl_s or self.settings.ttl_s)
         return CachePlan(key, lookup=mode != "refresh", ttl_s=ttl, max_age_s=max_age)

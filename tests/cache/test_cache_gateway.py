@@ -438,3 +438,32 @@ def test_replicas_share_a_redis_cache_and_a_dead_one_leaves_requests_uncached(tm
     # the first lookup fails; then the store is left alone for a while (no connect timeout per request)
     assert 'gateway_cache_errors_total{op="get"} 1.0' in metrics
     assert 'gateway_cache_errors_total{op="skipped"} 3.0' in metrics
+
+
+def test_different_supplied_documents_are_different_requests(tmp_path, upstream):
+    with running_gateway(policies(tmp_path, upstream)) as gw:
+        def go(text):
+            return ask(gw, gateway={"context": [{"id": "d1", "text": text}]}).headers["x-gateway-cache"]
+        assert go("The shop opens at nine.") == "miss"
+        assert go("The shop opens at nine.") == "hit"
+        assert go("The shop opens at ten.") == "miss"
+        assert ask(gw).headers["x-gateway-cache"] == "miss"  # no documents at all
+
+
+def test_a_check_added_after_an_answer_was_stored_applies_to_its_hits(tmp_path, upstream):
+    root = policies(tmp_path, upstream)
+    with running_gateway(root) as gw:
+        assert stream(gw)[0].headers["x-gateway-cache"] == "miss"
+        (root / "default.yaml").write_text("request: []\nresponse:\n  - {type: denylist, words: [Seine], "
+                                           "action: block, stream: hold}\n")
+        r = httpx.post(gw.url + "/admin/reload", headers={"Authorization": "Bearer sk-admin"}, timeout=30)
+        assert r.status_code == 200, r.text
+        r, events = stream(gw)
+        assert r.headers["x-gateway-cache"] == "hit"
+        text = _text(events)
+        assert "Seine" not in text and text.startswith("Paris is the capital of France.")  # held, then cut
+        assert '"finish_reason":"content_filter"' in "".join(events).replace(" ", "")
+        blocked = ask(gw)
+        assert blocked.headers["x-gateway-cache"] == "hit"
+        assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert upstream.calls == 1
