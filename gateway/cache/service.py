@@ -64,6 +64,8 @@ class CacheOutcome:
             out["saved_usd"] = self.saved_usd
         if self.coalesced:
             out["coalesced"] = True
+        if self.origin is not None:  # who produced the answer first
+            out["upstream"], out["target"] = self.origin.upstream, self.origin.model
         return out
 
 

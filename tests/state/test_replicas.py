@@ -53,6 +53,14 @@ def test_workers_refuse_embedded_counters(tmp_path):
     assert r.returncode == 2 and "state: {counters: redis}" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_workers_refuse_the_embedded_response_cache(tmp_path):
+    root = write_policies(tmp_path / "p", gateway_yaml("gwtest-cache") + "cache: {enabled: true, store: embedded}\n")
+    r = subprocess.run(gateway_cmd("serve", "--policies", str(root), "--port", str(free_port()), "--workers", "2",
+                                   "--state-dir", str(tmp_path / "s")), cwd=REPO, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert r.returncode == 2 and "cache: {store: redis}" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_bad_backends_are_start_up_errors(tmp_path, monkeypatch):
     root = write_policies(tmp_path / "p", gateway_yaml("gwtest-bad"))
     monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
