@@ -409,7 +409,17 @@ def response_cache(runtime: Runtime, metrics_: Metrics, ledger_path: Path | None
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
+    warm = None
+    if app[CACHE] is not None and any(r.cfg.cache.semantic for r in app[HOLDER].current.router.routes.values()):
+        from gateway.models import embedder
+        from gateway.models.workers import run_model
+
+        # MiniLM loads in the background (~7 s): the first semantic lookup should not wait for it
+        warm = asyncio.ensure_future(run_model(embedder.load))
     yield
+    if warm is not None:
+        warm.cancel()
+        await asyncio.gather(warm, return_exceptions=True)
     cache = app[CACHE]
     if cache is not None:
         await cache.close()

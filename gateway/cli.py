@@ -124,6 +124,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # less behind them: event-loop lag p99 8.6-9.7 ms against 11-13 ms, /healthz p99 20-26 ms against
     # 24-33 ms under topics + injection load at c=16, same throughput (3 runs each, this machine).
     sys.setswitchinterval(0.001)
+    from gateway.models.workers import single_threaded_blas
+
+    single_threaded_blas()
     from gateway.app import build_app
 
     ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"

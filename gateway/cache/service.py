@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gateway.cache.keys import cache_control, deterministic, request_key, scope_of
+from gateway.cache.semantic import SemanticIndex, last_user_turn, signature, without_turn
 from gateway.cache.settings import CacheSettings
 from gateway.cache.store import CacheKey, CacheStore, Entry
 from gateway.checks.base import Action
@@ -47,11 +48,14 @@ class CacheOutcome:
     saved_usd: float | None = None  # hit: what the upstream answer had cost
     origin: Attempt | None = None  # hit: the upstream and model that produced it
     coalesced: bool = False  # hit: waited for an identical request that was at the upstream
+    similarity: float | None = None  # semantic hit: cosine similarity of the last user turns
 
     def headers(self) -> dict[str, str]:
         out = {"x-gateway-cache": self.status}
         if self.age_s is not None:
             out["age"] = str(int(self.age_s))
+        if self.similarity is not None:
+            out["x-gateway-cache-similarity"] = f"{self.similarity:.4f}"
         return out
 
     def record(self) -> dict[str, Any]:
@@ -64,6 +68,8 @@ class CacheOutcome:
             out["saved_usd"] = self.saved_usd
         if self.coalesced:
             out["coalesced"] = True
+        if self.similarity is not None:
+            out["semantic"], out["similarity"] = True, round(self.similarity, 4)
         if self.origin is not None:  # who produced the answer first
             out["upstream"], out["target"] = self.origin.upstream, self.origin.model
         return out
@@ -76,6 +82,9 @@ class CachePlan:
     ttl_s: float
     max_age_s: float | None
     leading: asyncio.Future | None = None  # set while this request is the one at the upstream
+    # semantic routes: (bucket, last user turn, similarity threshold); the turn's vector once embedded
+    semantic: tuple[str, str, float] | None = None
+    vector: Any = None
 
 
 class ResponseCache:
@@ -85,6 +94,7 @@ class ResponseCache:
         self.metrics = metrics
         self.max_entry_bytes = int(settings.max_entry_kb * 1024)
         self._inflight: dict[str, asyncio.Future] = {}
+        self.semantic = SemanticIndex(settings.semantic_max_entries)
         # After a store failure the store is left alone for a while: a Redis that does not answer
         # would otherwise cost every request its connect timeout, twice (lookup and store).
         self._down_until = 0.0
@@ -118,7 +128,12 @@ class ResponseCache:
                                    ex.body, context), scope, ex.model)
         ttl = (option.ttl_s if option is not None and option.ttl_s is not None
                else route.cfg.cache.ttl_s or self.settings.ttl_s)
-        return CachePlan(key, lookup=mode != "refresh", ttl_s=ttl, max_age_s=max_age)
+        plan = CachePlan(key, lookup=mode != "refresh", ttl_s=ttl, max_age_s=max_age)
+        if route.cfg.cache.semantic and (turn := last_user_turn(ex.body)) is not None:
+            bucket = request_key(scope, ex.endpoint, ex.model, ex.prompt.hash if ex.prompt is not None else None,
+                                 without_turn(ex.body, turn[0]), context)
+            plan.semantic = (bucket, turn[1], route.cfg.cache.similarity)
+        return plan
 
     # ---- lookup ---------------------------------------------------------------------------------
     async def lookup(self, ex: Exchange, plan: CachePlan) -> dict[str, Any] | None:
@@ -128,6 +143,10 @@ class ResponseCache:
             record = await self._get(plan)
             if record is not None:
                 return record
+            if plan.semantic is not None:
+                record = await self._semantic_get(ex, plan)
+                if record is not None:
+                    return record
             wait = self.settings.coalesce_wait_s
             leader = self._inflight.get(plan.key.hash)
             if leader is not None and wait > 0:
@@ -173,6 +192,26 @@ class ResponseCache:
         record["age_s"] = max(0.0, now - entry.stored_at)
         return record
 
+    async def _semantic_get(self, ex: Exchange, plan: CachePlan) -> dict[str, Any] | None:
+        from gateway.models import embedder
+
+        bucket, text, threshold = plan.semantic
+        try:
+            plan.vector = (await embedder.encode_async([text], ex.state.setdefault(embedder.STATE_KEY, {})))[0]
+        except Exception as e:  # noqa: BLE001 - no embedding, no semantic lookup; the request goes on
+            self._failed("embed", e)
+            return None
+        found = self.semantic.search(bucket, plan.vector, signature(text), threshold)
+        if found is None:
+            return None
+        key, similarity = found
+        record = await self._get(CachePlan(key, True, plan.ttl_s, plan.max_age_s))
+        if record is None:  # expired or evicted from the store: the index forgets it too
+            self.semantic.remove(key.hash)
+            return None
+        ex.state["cache_similarity"] = similarity
+        return record
+
     def done(self, plan: CachePlan) -> None:
         """The request that led a miss is over (stored or not): identical ones waiting may look again."""
         fut = plan.leading
@@ -197,7 +236,8 @@ class ResponseCache:
         elif isinstance(record.get("cost_usd"), (int, float)):
             saved = float(record["cost_usd"])
         ex.cache = CacheOutcome("hit", age_s=record.get("age_s"), saved_usd=saved, origin=origin,
-                                coalesced=bool(ex.state.get("cache_coalesced")))
+                                coalesced=bool(ex.state.get("cache_coalesced")),
+                                similarity=ex.state.get("cache_similarity"))
         ex.usage = Usage(0, 0, source="cache")
         ex.cost_usd = 0.0
         m = self.metrics
@@ -234,9 +274,20 @@ class ResponseCache:
             self._failed("put", e)
             return
         m.child(m.cache_stored, "stored").inc()
+        if plan.semantic is not None:
+            if plan.vector is None:  # a refresh skipped the lookup, so the turn was not embedded yet
+                from gateway.models import embedder
+
+                try:
+                    plan.vector = (await embedder.encode_async([plan.semantic[1]]))[0]
+                except Exception as e:  # noqa: BLE001
+                    self._failed("embed", e)
+                    return
+            self.semantic.add(plan.semantic[0], plan.vector, signature(plan.semantic[1]), plan.key)
 
     # ---- housekeeping ---------------------------------------------------------------------------
     async def clear(self, scope: str | None = None, model: str | None = None) -> int:
+        self.semantic.clear(scope, model)
         return await self.store.clear(scope, model)
 
     def refresh_gauges(self) -> None:

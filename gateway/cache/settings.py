@@ -28,6 +28,8 @@ class CacheSettings(BaseModel):
         "an answer larger than this is not stored (counted as skipped)"))
     persist: bool = Field(default=False, description=(
         "embedded store: keep entries in <state-dir>/cache.db across restarts"))
+    semantic_max_entries: int = Field(default=100_000, gt=0, le=10_000_000, description=(
+        "semantic index: vectors kept in this process (oldest dropped first)"))
     coalesce_wait_s: float = Field(default=60, ge=0, le=3600, description=(
         "identical requests arriving while the first is still at the upstream wait this long for its "
         "answer instead of calling the upstream again (0: no coalescing)"))
@@ -39,6 +41,11 @@ class RouteCache(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     ttl_s: float | None = Field(default=None, gt=0, le=30 * 86400, description="overrides cache.ttl_s")
+    semantic: bool = Field(default=False, description=(
+        "also serve a cached answer to a request whose last user turn means the same (MiniLM cosine "
+        "similarity >= `similarity`) when everything else is identical and numbers, dates, names and "
+        "negation match"))
+    similarity: float = Field(default=0.92, ge=0.5, le=1.0, description="semantic hit threshold (cosine)")
 
 
 class PolicyCache(BaseModel):

@@ -467,3 +467,46 @@ def test_a_check_added_after_an_answer_was_stored_applies_to_its_hits(tmp_path, 
         assert blocked.headers["x-gateway-cache"] == "hit"
         assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
     assert upstream.calls == 1
+
+
+def test_semantic_hits_on_a_reworded_question_but_not_on_a_changed_number_name_or_negation(tmp_path, upstream):
+    root = policies(tmp_path, upstream, route_cache=", cache: {semantic: true, similarity: 0.9}")
+    with running_gateway(root) as gw:
+        assert ask(gw, question="How do I activate my new credit card?").headers["x-gateway-cache"] == "miss"
+        hit = ask(gw, question="Hi, how can I activate my new credit card?")
+        assert hit.headers["x-gateway-cache"] == "hit", hit.json()["gateway"]["cache"]
+        sim = float(hit.headers["x-gateway-cache-similarity"])
+        info = hit.json()["gateway"]["cache"]
+        assert 0.9 <= sim < 1 and info["semantic"] is True and info["similarity"] == pytest.approx(sim, abs=1e-4)
+        # the same words around a different number, name or a negation: never the cached answer
+        assert ask(gw, question="Refund order 1234 to my card").headers["x-gateway-cache"] == "miss"
+        assert ask(gw, question="Refund order 1243 to my card").headers["x-gateway-cache"] == "miss"
+        assert ask(gw, question="Transfer money to Maria today").headers["x-gateway-cache"] == "miss"
+        assert ask(gw, question="Transfer money to Oliver today").headers["x-gateway-cache"] == "miss"
+        assert ask(gw, question="Can I use my card abroad?").headers["x-gateway-cache"] == "miss"
+        assert ask(gw, question="Can I not use my card abroad?").headers["x-gateway-cache"] == "miss"
+        # another tenant, another system prompt: another bucket, never searched
+        assert ask(gw, key="sk-bob", question="Hi, how can I activate my new credit card?").headers[
+            "x-gateway-cache"] == "miss"
+        system = [{"role": "system", "content": "Answer in French."}]
+        body = {"model": "m", "temperature": 0,
+                "messages": system + [{"role": "user", "content": "How can I activate my new credit card?"}]}
+        r = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-alice"})
+        assert r.headers["x-gateway-cache"] == "miss"
+        # clearing drops the vectors too
+        assert httpx.post(gw.url + "/admin/cache/clear", json={"key": "alice"},
+                          headers={"Authorization": "Bearer sk-admin"}).json()["removed"] >= 1
+        assert ask(gw, question="Hello, how can I activate my new credit card?").headers["x-gateway-cache"] == "miss"
+    assert upstream.calls == 10  # every request but the one semantic hit
+
+
+def test_the_guard_signature_sees_numbers_dates_names_and_negation():
+    from gateway.cache.semantic import signature
+
+    assert signature("How do I reset my PIN?") == signature("Hi! How do I reset my PIN, please?")
+    for a, b in [("Pay 50 dollars", "Pay 60 dollars"), ("Pay twenty dollars", "Pay thirty dollars"),
+                 ("Book it for Monday", "Book it for Friday"), ("Send it to Maria now", "Send it to John now"),
+                 ("I can pay", "I can't pay"), ("Is it open?", "Is it not open?"),
+                 ('Find "blue shoes" for me', 'Find "red shoes" for me')]:
+        assert signature(a) != signature(b), (a, b)
+    assert signature("It isn't not open") == signature("It is open")  # a double negation cancels

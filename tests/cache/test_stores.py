@@ -111,3 +111,32 @@ def test_the_redis_store_shares_entries_expires_them_and_clears_by_key_and_model
     seen, expired, cleared, left, everything = asyncio.run(run())
     assert seen is not None and seen.body == entry().body and seen.stored_at > 0
     assert expired is None and cleared == 1 and left == [True, False, True] and everything == 2
+
+
+def test_the_semantic_index_keeps_its_cap_compacts_and_clears_by_scope():
+    import numpy as np
+
+    from gateway.cache.semantic import SemanticIndex
+
+    rng = np.random.default_rng(0)
+
+    def unit():
+        v = rng.normal(size=384).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    index = SemanticIndex(max_entries=100)
+    vecs = {}
+    for i in range(150):  # the 50 oldest are dropped
+        vecs[i] = unit()
+        index.add(f"b{i % 2}", vecs[i], ("sig",), k(f"h{i}", "key:a" if i % 3 else "key:b"))
+    assert len(index) == 100
+    assert index.search("b0", vecs[0], ("sig",), 0.99) is None  # evicted
+    found = index.search("b0", vecs[140], ("sig",), 0.99)
+    assert found is not None and found[0].hash == "h140" and found[1] > 0.999
+    assert index.search("b0", vecs[140], ("other",), 0.5) is None  # same vector, other signature
+    for i in range(50, 140):  # most of it removed: buckets are compacted, the rest still found
+        index.remove(f"h{i}")
+    assert index.search("b1", vecs[141], ("sig",), 0.99)[0].hash == "h141"
+    index.clear(scope="key:b")
+    assert all(index.search(f"b{i % 2}", vecs[i], ("sig",), 0.99) is None for i in range(140, 150) if i % 3 == 0)
+    assert index.search("b1", vecs[143], ("sig",), 0.99)[0].hash == "h143"
