@@ -63,12 +63,6 @@ def _load_or_exit(policies: Path, prompts: Path):
         raise SystemExit(2) from None
 
 
-def cache_store_kind(runtime) -> str:
-    from gateway.app import cache_store_kind as kind
-
-    return kind(runtime)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level, args.access_log, args.log_format)
     log = logging.getLogger("gateway")
@@ -91,6 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"{policies / 'gateway.yaml'} (and the Redis URL in $GATEWAY_REDIS_URL). With the embedded "
                   "counters every worker would enforce each limit and budget on its own.", file=sys.stderr)
             return 2
+        from gateway.app import cache_store_kind
+
         if runtime.cache.enabled and cache_store_kind(runtime) == "embedded":
             print(f"gateway: --workers {args.workers} with the embedded response cache would give every worker a "
                   f"cache of its own (and `gateway cache clear` would reach one of them): set `cache: {{store: "

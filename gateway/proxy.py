@@ -17,6 +17,7 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
 from gateway.cache.replay import CachedStream, completion_chunks
+from gateway.cache.service import answer_complete
 from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, TRACE
 from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
@@ -227,14 +228,15 @@ async def _chat_upstream(request: web.Request, rt: Runtime, ex: Exchange, route:
         return await upstream.chat(ex, model, ex.body)
 
     data = await alongside_checks(ex, pipeline, rt.router.call(ex, route, call))
-    raw = orjson.dumps(data) if plan is not None else None  # as received: restore and checks change `data`
+    # as received: restoring pseudonyms and the response checks change `data`
+    raw = (orjson.dumps(data), answer_complete(data)) if plan is not None else None
     if ex.trace is not None:
         ex.state["finish_reasons"] = [c.get("finish_reason") or "" for c in data.get("choices") or ()]
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
     response = await _respond(ex, pipeline, data)
     if raw is not None:
-        await request.app[CACHE].store_answer(ex, plan, raw)
+        await request.app[CACHE].store_answer(ex, plan, *raw)
     return response
 
 

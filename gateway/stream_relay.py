@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from gateway.cache.replay import CachedStream, StreamAssembler
+from gateway.cache.service import answer_complete
 from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError
 from gateway.exchange import Attempt, Exchange
@@ -138,7 +139,8 @@ async def relay_stream(
         if ex.trace is not None and pipeline.trace_content:  # the answer as the model streamed it
             await trace_content(ex.trace, ex.body.get("messages"), ["".join(relay.text)])
         if relay.assembler is not None and not relay.resumed and not (relay.guard and relay.guard.violation):
-            await request.app[CACHE].store_answer(ex, plan, orjson.dumps(relay.assembler.completion()))
+            completion = relay.assembler.completion()
+            await request.app[CACHE].store_answer(ex, plan, orjson.dumps(completion), answer_complete(completion))
     except UpstreamError as e:
         # Headers are gone already: end the stream with an error event (the openai SDK raises
         # APIError on it) instead of a silent truncation.

@@ -85,6 +85,7 @@ class CachePlan:
     # semantic routes: (bucket, last user turn, similarity threshold); the turn's vector once embedded
     semantic: tuple[str, str, float] | None = None
     vector: Any = None
+    signature: tuple | None = None  # the last turn's guard signature (gateway/cache/semantic.py)
 
 
 class ResponseCache:
@@ -124,14 +125,13 @@ class ResponseCache:
         scope = scope_of(self.settings.scope, ex.key_name, ex.group)
         opts = ex.options
         context = ([[d.id, d.text] for d in opts.context] if opts.context else None, opts.mock)
-        key = CacheKey(request_key(scope, ex.endpoint, ex.model, ex.prompt.hash if ex.prompt is not None else None,
-                                   ex.body, context), scope, ex.model)
+        prompt_hash = ex.prompt.hash if ex.prompt is not None else None
+        key = CacheKey(request_key(scope, ex.endpoint, ex.model, prompt_hash, ex.body, context), scope, ex.model)
         ttl = (option.ttl_s if option is not None and option.ttl_s is not None
                else route.cfg.cache.ttl_s or self.settings.ttl_s)
         plan = CachePlan(key, lookup=mode != "refresh", ttl_s=ttl, max_age_s=max_age)
         if route.cfg.cache.semantic and (turn := last_user_turn(ex.body)) is not None:
-            bucket = request_key(scope, ex.endpoint, ex.model, ex.prompt.hash if ex.prompt is not None else None,
-                                 without_turn(ex.body, turn[0]), context)
+            bucket = request_key(scope, ex.endpoint, ex.model, prompt_hash, without_turn(ex.body, turn[0]), context)
             plan.semantic = (bucket, turn[1], route.cfg.cache.similarity)
         return plan
 
@@ -140,7 +140,7 @@ class ResponseCache:
         """The stored answer's record for a hit, else None (a miss: this request goes upstream; if
         it is the first of identical ones in flight, the others wait for its answer)."""
         if plan.lookup:
-            record = await self._get(plan)
+            record = await self._get(plan.key, plan.max_age_s)
             if record is not None:
                 return record
             if plan.semantic is not None:
@@ -155,7 +155,7 @@ class ResponseCache:
                 except TimeoutError:
                     pass  # the first one is slow: this one goes upstream itself
                 else:
-                    record = await self._get(plan)
+                    record = await self._get(plan.key, plan.max_age_s)
                     if record is not None:
                         ex.state["cache_coalesced"] = True
                         return record
@@ -165,19 +165,19 @@ class ResponseCache:
         self.metrics.child(self.metrics.cache_requests, "miss").inc()
         return None
 
-    async def _get(self, plan: CachePlan) -> dict[str, Any] | None:
+    async def _get(self, key: CacheKey, max_age_s: float | None) -> dict[str, Any] | None:
         now = time.time()
         if time.monotonic() < self._down_until:
             self.metrics.child(self.metrics.cache_errors, "skipped").inc()
             return None
         try:
-            entry = await self.store.get(plan.key, now)
+            entry = await self.store.get(key, now)
         except Exception as e:  # noqa: BLE001 - a failing store means no cache, never a failed request
             self._failed("get", e)
             return None
         if entry is None:
             return None
-        if plan.max_age_s is not None and now - entry.stored_at > plan.max_age_s:
+        if max_age_s is not None and now - entry.stored_at > max_age_s:
             return None
         try:
             record = orjson.loads(entry.body)
@@ -185,27 +185,40 @@ class ResponseCache:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.metrics.child(self.metrics.cache_errors, "corrupt").inc()
             try:
-                await self.store.delete(plan.key)
+                await self.store.delete(key)
             except Exception as e:  # noqa: BLE001
                 self._failed("delete", e)
             return None
         record["age_s"] = max(0.0, now - entry.stored_at)
         return record
 
-    async def _semantic_get(self, ex: Exchange, plan: CachePlan) -> dict[str, Any] | None:
+    async def _embed_turn(self, ex: Exchange, plan: CachePlan) -> bool:
+        """The last user turn's vector and guard signature on `plan` (once); False if the model failed."""
+        if plan.vector is not None:
+            return True
         from gateway.models import embedder
 
-        bucket, text, threshold = plan.semantic
+        text = plan.semantic[1]
         try:
             plan.vector = (await embedder.encode_async([text], ex.state.setdefault(embedder.STATE_KEY, {})))[0]
-        except Exception as e:  # noqa: BLE001 - no embedding, no semantic lookup; the request goes on
-            self._failed("embed", e)
+        except Exception as e:  # noqa: BLE001 - no embedding, no semantic lookup or index; the request goes on
+            # counted, but unlike a store failure it does not make the requests after it skip the store
+            self.metrics.child(self.metrics.cache_errors, "embed").inc()
+            log.warning("cache: the semantic embedding failed (%s); this request is looked up exactly only",
+                        type(e).__name__)
+            return False
+        plan.signature = signature(text)
+        return True
+
+    async def _semantic_get(self, ex: Exchange, plan: CachePlan) -> dict[str, Any] | None:
+        if not await self._embed_turn(ex, plan):
             return None
-        found = self.semantic.search(bucket, plan.vector, signature(text), threshold)
+        bucket, _, threshold = plan.semantic
+        found = self.semantic.search(bucket, plan.vector, plan.signature, threshold)
         if found is None:
             return None
         key, similarity = found
-        record = await self._get(CachePlan(key, True, plan.ttl_s, plan.max_age_s))
+        record = await self._get(key, plan.max_age_s)
         if record is None:  # expired or evicted from the store: the index forgets it too
             self.semantic.remove(key.hash)
             return None
@@ -247,12 +260,16 @@ class ResponseCache:
         return record["completion"]
 
     # ---- a miss's answer ------------------------------------------------------------------------
-    async def store_answer(self, ex: Exchange, plan: CachePlan, completion: bytes) -> None:
-        """Store the upstream's raw answer (`completion`: its JSON as received) if the request went
-        well and the response checks let it through unchanged."""
+    async def store_answer(self, ex: Exchange, plan: CachePlan, completion: bytes, complete: bool) -> None:
+        """Store the upstream's raw answer (`completion`: its JSON as received; `complete`:
+        answer_complete() of it) if the request went well and the response checks let it through
+        unchanged."""
         m = self.metrics
-        if not _storable(ex, completion):
+        if not (complete and _went_well(ex)):
             m.child(m.cache_stored, "not_storable").inc()
+            return
+        if time.monotonic() < self._down_until:
+            m.child(m.cache_errors, "skipped").inc()
             return
         served, usage = ex.served_by, ex.usage
         body = orjson.dumps({
@@ -265,25 +282,15 @@ class ResponseCache:
             m.child(m.cache_stored, "too_large").inc()
             return
         now = time.time()
-        if time.monotonic() < self._down_until:
-            self.metrics.child(self.metrics.cache_errors, "skipped").inc()
-            return
         try:
             await self.store.put(plan.key, Entry(plan.key.scope, plan.key.model, now, now + plan.ttl_s, body))
         except Exception as e:  # noqa: BLE001 - the client has its answer; only the cache misses out
             self._failed("put", e)
             return
         m.child(m.cache_stored, "stored").inc()
-        if plan.semantic is not None:
-            if plan.vector is None:  # a refresh skipped the lookup, so the turn was not embedded yet
-                from gateway.models import embedder
-
-                try:
-                    plan.vector = (await embedder.encode_async([plan.semantic[1]]))[0]
-                except Exception as e:  # noqa: BLE001
-                    self._failed("embed", e)
-                    return
-            self.semantic.add(plan.semantic[0], plan.vector, signature(plan.semantic[1]), plan.key)
+        # a refresh skipped the lookup, so its turn is embedded only now
+        if plan.semantic is not None and await self._embed_turn(ex, plan):
+            self.semantic.add(plan.semantic[0], plan.vector, plan.signature, plan.key)
 
     # ---- housekeeping ---------------------------------------------------------------------------
     async def clear(self, scope: str | None = None, model: str | None = None) -> int:
@@ -312,14 +319,15 @@ class ResponseCache:
         await self.store.close()
 
 
-def _storable(ex: Exchange, completion: bytes) -> bool:
+def answer_complete(completion: dict[str, Any]) -> bool:
+    """Every choice of the upstream's answer finished normally (taken before response checks change it)."""
+    choices = completion.get("choices")
+    return bool(choices) and all(isinstance(c, dict) and c.get("finish_reason") in _COMPLETE for c in choices)
+
+
+def _went_well(ex: Exchange) -> bool:
+    """Served by an upstream, no error, and no response check blocked, redacted or failed."""
     if ex.served_by is None or ex.stream_error or ex.error:
         return False
-    for r in ex.results:
-        if r.phase == "response" and (r.status != "ok" or r.verdict.action in (Action.BLOCK, Action.REDACT)):
-            return False
-    try:
-        choices = orjson.loads(completion).get("choices")
-    except (orjson.JSONDecodeError, AttributeError):
-        return False
-    return bool(choices) and all(isinstance(c, dict) and c.get("finish_reason") in _COMPLETE for c in choices)
+    return not any(r.phase == "response" and (r.status != "ok" or r.verdict.action in (Action.BLOCK, Action.REDACT))
+                   for r in ex.results)

@@ -510,3 +510,19 @@ def test_the_guard_signature_sees_numbers_dates_names_and_negation():
                  ('Find "blue shoes" for me', 'Find "red shoes" for me')]:
         assert signature(a) != signature(b), (a, b)
     assert signature("It isn't not open") == signature("It is open")  # a double negation cancels
+
+
+def test_a_failing_embedding_leaves_the_exact_cache_working(tmp_path, upstream, monkeypatch):
+    from gateway.models import embedder
+
+    async def broken(texts, cache=None):
+        raise RuntimeError("model gone")
+
+    monkeypatch.setattr(embedder, "encode_async", broken)
+    root = policies(tmp_path, upstream, route_cache=", cache: {semantic: true}")
+    with running_gateway(root) as gw:
+        assert ask(gw).headers["x-gateway-cache"] == "miss"
+        assert ask(gw).headers["x-gateway-cache"] == "hit"  # stored and found exactly, store not skipped
+        assert ask(gw, question="Hi, what is the capital of France?").headers["x-gateway-cache"] == "miss"
+        metrics = httpx.get(gw.url + "/metrics", headers={"Authorization": "Bearer sk-admin"}).text
+    assert 'gateway_cache_errors_total{op="embed"}' in metrics and 'op="skipped"' not in metrics
