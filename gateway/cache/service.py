@@ -206,6 +206,7 @@ class ResponseCache:
             self.metrics.child(self.metrics.cache_errors, "embed").inc()
             log.warning("cache: the semantic embedding failed (%s); this request is looked up exactly only",
                         type(e).__name__)
+            plan.semantic = None  # exact only from here on: storing its answer must not try the model again
             return False
         plan.signature = signature(text)
         return True

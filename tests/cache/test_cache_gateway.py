@@ -515,7 +515,10 @@ def test_the_guard_signature_sees_numbers_dates_names_and_negation():
 def test_a_failing_embedding_leaves_the_exact_cache_working(tmp_path, upstream, monkeypatch):
     from gateway.models import embedder
 
+    calls = []
+
     async def broken(texts, cache=None):
+        calls.append(texts)
         raise RuntimeError("model gone")
 
     monkeypatch.setattr(embedder, "encode_async", broken)
@@ -526,3 +529,4 @@ def test_a_failing_embedding_leaves_the_exact_cache_working(tmp_path, upstream, 
         assert ask(gw, question="Hi, what is the capital of France?").headers["x-gateway-cache"] == "miss"
         metrics = httpx.get(gw.url + "/metrics", headers={"Authorization": "Bearer sk-admin"}).text
     assert 'gateway_cache_errors_total{op="embed"}' in metrics and 'op="skipped"' not in metrics
+    assert len(calls) == 2  # one try per miss: storing the answer does not try the failed model again
