@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import proxy
 from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
+from gateway.dialects import for_path
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, POOL, TRACE, TRACING
 from gateway.metering.ledger import spend_by
@@ -41,8 +42,11 @@ _HARD_BODY_CAP = 1024 * 1024 * 1024
 
 
 def error_response(request: web.Request, err: GatewayError) -> web.Response:
+    """The error in the client's dialect (from the path: auth, CORS and 404 errors come before a
+    handler has looked at the request)."""
     ex = request.get(EXCHANGE)
-    body = err.body()
+    dialect = for_path(request.path)
+    body = dialect.error_body(err) if dialect is not None else err.body()
     headers = dict(err.headers)
     if (trace := request.get(TRACE)) is not None:
         headers["x-gateway-trace-id"] = trace.trace_id
@@ -96,7 +100,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
             ms = (time.perf_counter() - t0) * 1000
             fields = {"method": request.method, "path": request.path, "status": status, "latency_ms": round(ms, 3)}
             if ex is not None:
-                fields.update(request_id=ex.id, key=ex.key_name, model=ex.model or None, endpoint=ex.endpoint,
+                fields.update(request_id=ex.id, key=ex.key_name, model=ex.model or None, endpoint=ex.api,
                               upstream=ex.served_by.upstream if ex.served_by else None,
                               attempts=len(ex.attempts), error=ex.error or ex.stream_error)
             if trace is not None:
@@ -110,7 +114,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 
 
 _JSON_TYPES = ("application/json",)
-_CORS_HEADERS = "Authorization, Content-Type, X-Gateway-Key, X-Request-Id, Traceparent"
+_CORS_HEADERS = ("Authorization, Content-Type, X-Gateway-Key, X-Request-Id, Traceparent, X-Api-Key, "
+                 "Anthropic-Version, Anthropic-Beta")
 
 
 @web.middleware
@@ -452,6 +457,8 @@ def build_app(
     app[tabular.STORE] = prediction_store(runtime, ledger_path) if ledger_path else None
     app.cleanup_ctx.append(tabular.lifecycle)
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
+    app.router.add_post("/v1/messages", proxy.messages)
+    app.router.add_post("/v1/messages/count_tokens", proxy.anthropic_count_tokens)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)
     app.router.add_get("/v1/prompts", prompts_api.list_prompts)

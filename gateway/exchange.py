@@ -129,6 +129,7 @@ class Exchange:
     experiment: Any = None  # the experiments.assign.Assignment, when the request took part in one
     user_ref: str | None = None  # the end user as the ledger keeps it (hashed by default: metering.users)
     cache: Any = None  # gateway.cache.service.CacheOutcome when the response cache applied to this request
+    dialect: Any = None  # gateway.dialects.Dialect the client spoke, when not Chat Completions itself
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------
@@ -163,6 +164,11 @@ class Exchange:
         node[path[-1]] = text
 
     # ---- reporting ------------------------------------------------------------------------------
+    @property
+    def api(self) -> str:
+        """The API the client called, for the ledger and metrics: `endpoint` is the internal form."""
+        return self.dialect.name if self.dialect is not None else self.endpoint
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 

@@ -72,15 +72,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if b.vary:
         reply = f"Attempt {attempt}: {reply}"
     cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
+    call = mock_model.tool_call(b, body, rid)
     if not body.get("stream"):
-        return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid, b.usage)),
+        return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid, b.usage, call)),
                             content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     stats = request.app[STATS]
     stats["active_streams"] += 1
     try:
-        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid, b.usage)):
+        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid, b.usage, call)):
             if cut_after is not None and i >= cut_after:
                 request.transport.close()  # an upstream dying mid-answer
                 return resp

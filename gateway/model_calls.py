@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gateway.conversation import completion_text
 from gateway.exchange import Exchange, GatewayOptions
 
 MODEL_CALLER = "gateway.model_caller"  # Exchange.state key: the ModelCaller of the request
@@ -19,7 +20,6 @@ class ModelCaller:
     async def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> str:
         """The text of one non-streamed chat completion from `model` (a model name in gateway.yaml)."""
         from gateway.keys import METER
-        from gateway.proxy import completion_text
 
         parent = self.parent
         child = Exchange("chat.completions", {"model": model, "messages": messages, **params},

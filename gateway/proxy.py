@@ -13,11 +13,15 @@ from aiohttp import web
 
 from gateway.checks.base import Action, OutputSegment
 from gateway.checks.pii import PSEUDONYMS
+from gateway.conversation import completion_text
+from gateway.dialects import ANTHROPIC_MESSAGES, Dialect
+from gateway.dialects.anthropic_messages import to_chat as anthropic_to_chat
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
 from gateway.experiments.assign import unit_of
 from gateway.cache.replay import CachedStream, completion_chunks
 from gateway.cache.service import answer_complete
+from gateway.metering import counting
 from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, TRACE
 from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
@@ -63,18 +67,31 @@ async def read_body(request: web.Request, settings) -> bytes:
                            code="request_timeout", headers={"Connection": "close"}) from None
 
 
-async def _begin(request: web.Request, endpoint: str) -> tuple[Runtime, Exchange, Route, Pipeline]:
+def credential(request: web.Request, dialect: Dialect | None) -> str | None:
+    """The Authorization header; Anthropic clients send their key as `x-api-key` instead."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None and dialect is not None and (key := request.headers.get("x-api-key")):
+        return f"Bearer {key}"
+    return authorization
+
+
+async def _begin(request: web.Request, endpoint: str, dialect: Dialect | None = None
+                 ) -> tuple[Runtime, Exchange, Route, Pipeline]:
     """Authenticate, parse, validate, route, admit (limits) and run the request checks - unless the
-    policy lets them overlap the upstream call (chat only), in which case the caller runs them."""
+    policy lets them overlap the upstream call (chat only), in which case the caller runs them.
+    `dialect`: the client's API, translated into the chat form here, before anything reads the body."""
     rt: Runtime = request.app[HOLDER].current
     ex = Exchange(endpoint, {})  # type: ignore[arg-type]
     ex.metered = rt.metering
+    ex.dialect = dialect
     request[EXCHANGE] = ex  # from here on the request is recorded, whatever happens
     ex.trace = trace = request.get(TRACE)
-    principal = rt.keys.authenticate(request.headers.get("Authorization"))
+    principal = rt.keys.authenticate(credential(request, dialect))
     ex.key_name, ex.group, ex.policy = principal.name, principal.group, principal.policy
     body = ex.body = parse_json(await read_body(request, rt.settings))
     options = ex.options = pop_gateway_options(body)
+    if dialect is not None:
+        body = ex.body = dialect.to_chat(body)
     if rt.experiments and endpoint == "chat.completions":
         t0 = time.time_ns()
         apply_experiment(ex, rt, request)
@@ -182,21 +199,17 @@ def json_response(data: dict[str, Any], ex: Exchange) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json", headers=ex.response_headers())
 
 
-def completion_text(data: dict[str, Any]) -> str:
-    """All generated text of a completion (contents and tool-call arguments), for token estimates."""
-    parts = []
-    for choice in data.get("choices") or ():
-        message = choice.get("message") or {}
-        if isinstance(message.get("content"), str):
-            parts.append(message["content"])
-        for call in message.get("tool_calls") or ():
-            parts.append(str((call.get("function") or {}).get("arguments", "")))
-    return "".join(parts)
-
-
-# ---- /v1/chat/completions ----------------------------------------------------------------------
+# ---- /v1/chat/completions, /v1/messages -------------------------------------------------------
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    rt, ex, route, pipeline = await _begin(request, "chat.completions")
+    return await _chat(request, None)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, ANTHROPIC_MESSAGES)
+
+
+async def _chat(request: web.Request, dialect: Dialect | None) -> web.StreamResponse:
+    rt, ex, route, pipeline = await _begin(request, "chat.completions", dialect)
     if pipeline.response_checks:  # a check may ask a judge model, through the same routing and metering
         ex.state[MODEL_CALLER] = ModelCaller(request.app, rt, ex)
     cache = request.app[CACHE]
@@ -251,6 +264,8 @@ async def _respond(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> we
         await trace_content(ex.trace, ex.body.get("messages"), [
             (c.get("message") or {}).get("content") or "" for c in data.get("choices") or ()])
     data["gateway"] = ex.gateway_info()
+    if ex.dialect is not None:
+        data = ex.dialect.from_chat(data, ex)
     return json_response(data, ex)
 
 
@@ -293,6 +308,21 @@ async def embeddings(request: web.Request) -> web.Response:
         request.app[METER].settle(ex, rt, data.get("usage"), None, data.get("model"))
     data["gateway"] = ex.gateway_info()
     return json_response(data, ex)
+
+
+async def anthropic_count_tokens(request: web.Request) -> web.Response:
+    """`POST /v1/messages/count_tokens`: the gateway's own estimate (tiktoken, the served model's
+    encoding family), the same count the rate limiter reserves; no upstream call, no ledger row."""
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(credential(request, ANTHROPIC_MESSAGES))
+    body = parse_json(await read_body(request, rt.settings))
+    pop_gateway_options(body)
+    chat = anthropic_to_chat(body, counting=True)
+    principal.check_model(chat["model"])
+    enc = counting.encoding_for_model(chat["model"], rt.prices.file.default_encoding)
+    tokens = counting.count_chat_request(chat, enc.name)
+    return web.Response(body=orjson.dumps({"input_tokens": tokens, "gateway": {
+        "source": "estimated", "encoding": enc.name}}), content_type="application/json")
 
 
 # ---- /v1/models ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError
 from gateway.exchange import Attempt, Exchange
 from gateway.keys import CACHE, METER
+from gateway.metering import counting
 from gateway.pii.anonymize import Restorer
 from gateway.pipeline import Pipeline
 from gateway.routing import Route, backoff_delay, failures
@@ -134,8 +135,10 @@ async def relay_stream(
                     raise UpstreamError(e.kind, f"{e.message}; resuming failed: {failed.message}") from None
                 relay.start_replay()
         relay.settle()
-        await relay.resp.write(encode(orjson.dumps(_final_chunk(relay.template, ex))))
-        await relay.resp.write(DONE_EVENT)
+        if relay.render is not None:
+            await relay.resp.write(relay.render.finish(ex.gateway_info()))
+        else:
+            await relay.resp.write(encode(orjson.dumps(_final_chunk(relay.template, ex))) + DONE_EVENT)
         if ex.trace is not None and pipeline.trace_content:  # the answer as the model streamed it
             await trace_content(ex.trace, ex.body.get("messages"), ["".join(relay.text)])
         if relay.assembler is not None and not relay.resumed and not (relay.guard and relay.guard.violation):
@@ -185,6 +188,12 @@ class _Relay:
         self.replay_finish = False  # ...and its finish reason too
         self.resumed = False
         self.assembler: StreamAssembler | None = None  # a cacheable miss: the chunks as the upstream sent them
+        # Another dialect's client (gateway/dialects/): chunks are re-rendered as its events. Chat
+        # clients get the upstream's bytes as they came, which keeps the common path a byte relay.
+        self.render = None
+        if ex.dialect is not None:
+            enc = counting.encoding_for_model(ex.model, rt.prices.file.default_encoding).name
+            self.render = ex.dialect.stream(ex, counting.count_chat_request(ex.body, enc))
 
     def settle(self) -> None:
         ex = self.ex
@@ -234,10 +243,10 @@ class _Relay:
                         chunk = {k: v for k, v in chunk.items() if k != "usage"}
                         payload = orjson.dumps(chunk)
                 if guard is None:
-                    out += encode(payload)
+                    out += encode(payload) if self.render is None else self.render.feed(chunk)
                     continue
                 for piece in await guard.on_chunk(chunk):
-                    out += encode(orjson.dumps(piece))
+                    out += encode(orjson.dumps(piece)) if self.render is None else self.render.feed(piece)
                 if guard.violation:
                     break
             if out:
@@ -317,10 +326,14 @@ class _Relay:
                     self.received.append(args)
 
     async def fail(self, e: UpstreamError) -> None:
+        render = self.render
         if self.guard is not None:
             for out in await self.guard.flush():
-                await _write_quietly(self.resp, encode(orjson.dumps(out)))
+                await _write_quietly(self.resp, encode(orjson.dumps(out)) if render is None else render.feed(out))
         self.settle()
+        if render is not None:
+            await _write_quietly(self.resp, render.error(e.message, e.kind, self.ex.gateway_info()))
+            return
         error = {"message": e.message, "type": "upstream_error", "code": e.kind}
         await _write_quietly(self.resp, encode(orjson.dumps({"error": error, "gateway": self.ex.gateway_info()})))
         await _write_quietly(self.resp, DONE_EVENT)

@@ -129,6 +129,24 @@ def post(server: ServerThread, path: str, **kw) -> httpx.Response:
     return httpx.post(server.url + path, timeout=30, **kw)
 
 
+def ledger_row(ledger: Path, rid: str) -> dict:
+    """The SQLite ledger's row for a request id, waiting for the writer to commit it."""
+    import sqlite3
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:  # the file exists a moment before its first migration commits
+            with sqlite3.connect(ledger) as conn:
+                conn.row_factory = sqlite3.Row
+                row = conn.execute("SELECT * FROM requests WHERE request_id = ?", (rid,)).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        if row is not None:
+            return dict(row)
+        time.sleep(0.05)
+    raise AssertionError(f"no ledger row for {rid}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

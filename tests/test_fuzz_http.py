@@ -49,7 +49,8 @@ EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "1700"))
 PER_EXAMPLE = 3  # requests sent per hypothesis example
 
 ROUTES = [
-    ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings"), ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/embeddings"), ("GET", "/v1/models"),
     ("GET", "/v1/prompts"), ("GET", "/v1/prompts/{name}"), ("POST", "/v1/feedback"), ("GET", "/v1/experiments"),
     ("GET", "/v1/experiments/{name}"), ("POST", "/v1/tabular/{name}/predict"), ("POST", "/v1/tabular/{name}/feedback"),
     ("GET", "/v1/tabular/{name}/drift"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/admin/status"),
@@ -64,7 +65,24 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(
 
 MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "bogus"]),
                                  "content": st.one_of(st.text(max_size=60), json_values)})
+BLOCK = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.one_of(st.text(max_size=40), json_values)}),
+    st.fixed_dictionaries({"type": st.just("tool_use"), "id": st.text(max_size=8), "name": st.text(max_size=8),
+                           "input": json_values}),
+    st.fixed_dictionaries({"type": st.just("tool_result"), "tool_use_id": json_values, "content": json_values},
+                          optional={"is_error": json_values}),
+    st.fixed_dictionaries({"type": st.sampled_from(["image", "document", "thinking", "bogus"]), "source": json_values}),
+    json_values)
+ANTHROPIC_MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
+                                           "content": st.one_of(st.text(max_size=60), st.lists(BLOCK, max_size=3))})
+ANTHROPIC = dict(optional={"max_tokens": st.one_of(st.integers(-2, 50), json_values), "stream": st.booleans(),
+                           "system": json_values, "tools": json_values, "tool_choice": json_values,
+                           "stop_sequences": json_values, "metadata": json_values, "gateway": json_values,
+                           "temperature": json_values, "thinking": json_values})
 VALID = {
+    "/v1/messages": st.fixed_dictionaries({"model": st.sampled_from(["echo", "fails", "gone", "nope"]),
+                                           "messages": st.lists(ANTHROPIC_MESSAGE, max_size=3)}, **ANTHROPIC),
+
     "/v1/chat/completions": st.fixed_dictionaries({
         "model": st.sampled_from(["echo", "fails", "gone", "nope"]),
         "messages": st.lists(MESSAGE, max_size=3)},
@@ -100,8 +118,9 @@ def request(draw):
     body: bytes | None = None
     if method == "POST":
         kind = draw(st.sampled_from(["valid", "valid", "valid", "json", "bytes", "none"]))
-        template = next((v for k, v in VALID.items() if path.startswith(k.split("{")[0]) and
-                         path.endswith(k.rsplit("}", 1)[-1])), None)
+        template = VALID["/v1/messages"] if path == "/v1/messages/count_tokens" else next(
+            (v for k, v in VALID.items() if path.startswith(k.split("{")[0]) and path.endswith(k.rsplit("}", 1)[-1])),
+            None)
         if kind == "valid" and template is not None:
             body = json.dumps(draw(template)).encode()
         elif kind in ("json", "valid"):
@@ -130,9 +149,10 @@ def check(r: httpx.Response, method: str, path: str) -> None:
     Tally.by_status[r.status_code] = Tally.by_status.get(r.status_code, 0) + 1
     ctype = r.headers.get("content-type", "")
     if r.status_code >= 500:
-        body = r.json()
-        # only failures an upstream caused (the mock's 503, an unreachable upstream or model server)
-        assert body["error"]["type"] in ("upstream_error",), (method, path, r.status_code, r.text[:300])
+        err = r.json()["error"]
+        # only failures an upstream caused (the mock's 503, an unreachable upstream or model server);
+        # /v1/messages answers in Anthropic's shape, with the gateway's own type beside it
+        assert err.get("gateway_type", err["type"]) == "upstream_error", (method, path, r.status_code, r.text[:300])
     elif r.status_code >= 400 and method != "HEAD":
         assert "application/json" in ctype, (method, path, r.status_code, r.text[:200])
         err = r.json()["error"]

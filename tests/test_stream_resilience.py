@@ -7,13 +7,12 @@ closed TCP connection, as from a real upstream dying mid-answer."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import httpx
 import pytest
 
-from tests.helpers import running_gateway, running_mock_server, write_policies
+from tests.helpers import ledger_row as _ledger_row, running_gateway, running_mock_server, write_policies
 
 TEXT = "one two three four five six seven eight"
 
@@ -62,18 +61,7 @@ def stream(gw, model: str) -> tuple[str, list[dict], int]:
 
 
 def ledger_row(gw, rid: str) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:  # the file exists a moment before its first migration commits
-            with sqlite3.connect(gw.ledger) as conn:
-                conn.row_factory = sqlite3.Row
-                row = conn.execute("SELECT * FROM requests WHERE request_id = ?", (rid,)).fetchone()
-        except sqlite3.OperationalError:
-            row = None
-        if row is not None:
-            return dict(row)
-        time.sleep(0.05)
-    raise AssertionError(f"no ledger row for {rid}")
+    return _ledger_row(gw.ledger, rid)
 
 
 def test_a_fault_before_any_content_is_retried_invisibly(gw):

@@ -130,13 +130,13 @@ class Meter:
         child = m.child
         # only configured routes as label values: a client inventing model names must not create series
         model = (ex.model or "-") if ex.routed else ("unknown" if ex.model else "-")
-        child(m.requests, ex.endpoint, model, key, str(status)).inc()
+        child(m.requests, ex.api, model, key, str(status)).inc()
         error = ex.error or ex.stream_error
         if outcome(status, error) == FAILED:
-            child(m.failures, ex.endpoint, model, error or f"http_{status}").inc()
+            child(m.failures, ex.api, model, error or f"http_{status}").inc()
         elapsed = ex.elapsed_ms()
-        child(m.latency, ex.endpoint, model).observe(elapsed / 1000)
-        child(m.overhead, ex.endpoint).observe(ex.overhead_ms() / 1000)
+        child(m.latency, ex.api, model).observe(elapsed / 1000)
+        child(m.overhead, ex.api).observe(ex.overhead_ms() / 1000)
         if ex.served_by is not None:
             child(m.upstream_latency, ex.served_by.upstream).observe(ex.upstream_ms / 1000)
         if ex.attempts:
@@ -190,7 +190,7 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
     verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status]
                              for r in ex.results]).decode() if ex.results else None
     return (
-        ex.id, ex.wall_start, ex.endpoint, ex.key_name, grp, ex.user_ref, ex.model or None,
+        ex.id, ex.wall_start, ex.api, ex.key_name, grp, ex.user_ref, ex.model or None,
         served.model if served else None, served.upstream if served else None,
         *((ex.prompt.name, ex.prompt.version, ex.prompt.hash) if ex.prompt is not None else (None, None, None)),
         int(ex.stream), status, ex.error or ex.stream_error,

@@ -56,7 +56,7 @@ class MockUpstream:
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         b = await self._prepare(ex, model)
         reply = mock_model.reply_text(b, body, _context(ex))
-        return mock_model.completion(body, model, reply, ex.id, b.usage)
+        return mock_model.completion(body, model, reply, ex.id, b.usage, mock_model.tool_call(b, body, ex.id))
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _MockStream:
         b = await self._prepare(ex, model)
@@ -65,7 +65,8 @@ class MockUpstream:
         if b.vary:
             reply = f"Attempt {attempt}: {reply}"
         cut = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
-        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id, b.usage), b, cut)
+        call = mock_model.tool_call(b, body, ex.id)
+        return _MockStream(mock_model.stream_chunks(body, model, reply, ex.id, b.usage, call), b, cut)
 
     async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         await self._prepare(ex, model)

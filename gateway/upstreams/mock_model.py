@@ -2,7 +2,9 @@
 
 Modes: `echo` (repeat the last user message), `context` (answer extractively from supplied context
 documents, citing them), `fixed` (always `text`), `scripted` (first rule in a script file whose regex
-matches the last user message). Failure injection (status codes, Retry-After, hangs, cut streams,
+matches the last user message), `tool` (call the request's first tool, or the one `tool_choice` names,
+with the last user message as its first argument; once a tool result is the last message, answer with
+that result: an agent loop in two turns). Failure injection (status codes, Retry-After, hangs, cut streams,
 garbage bodies) is described by the same `MockBehaviour`, from the upstream's config, the target model
 name (`echo?latency_ms=20&fail_status=429`) and, in-process, the request's `gateway.mock` object.
 """
@@ -19,14 +21,16 @@ from urllib.parse import parse_qsl
 
 
 from gateway.config.yamlfile import parse_yaml
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.conversation import content_text
 from gateway.metering.tokenizer import count_tokens
 
 
 class MockBehaviour(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["echo", "context", "fixed", "scripted"] = "echo"
+    mode: Literal["echo", "context", "fixed", "scripted", "tool"] = "echo"
     text: str = "This is a reply from the mock model."
     script: str | None = Field(default=None, description="YAML/JSON list of {match: regex, reply: text}")
     latency_ms: float = Field(default=0, ge=0, le=600_000)
@@ -59,7 +63,7 @@ def behaviour_for(base: MockBehaviour, model: str, overrides: dict[str, Any] | N
 def _parse_model_name(model: str) -> dict[str, Any] | None:
     mode, _, query = model.partition("?")
     out: dict[str, Any] = {}
-    if mode in ("echo", "context", "fixed", "scripted"):
+    if mode in ("echo", "context", "fixed", "scripted", "tool"):
         out["mode"] = mode
     for key, value in parse_qsl(query, keep_blank_values=True):
         out[key] = value
@@ -79,12 +83,7 @@ def validate_overrides(overrides: dict[str, Any]) -> str | None:
 
 
 # ---- answers -------------------------------------------------------------------------------------
-def message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
+message_text = content_text
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -95,6 +94,9 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 
 def reply_text(b: MockBehaviour, body: dict[str, Any], context: list[tuple[str, str]]) -> str:
+    if b.mode == "tool":
+        last = (body.get("messages") or [{}])[-1]
+        return f"The tool said: {message_text(last.get('content'))}" if last.get("role") == "tool" else ""
     if b.mode == "echo":
         return last_user_text(body)
     if b.mode == "fixed":
@@ -102,6 +104,23 @@ def reply_text(b: MockBehaviour, body: dict[str, Any], context: list[tuple[str, 
     if b.mode == "scripted":
         return _scripted(b.script, last_user_text(body)) if b.script else b.text
     return _extractive(last_user_text(body), context or _context_from_messages(body))
+
+
+def tool_call(b: MockBehaviour, body: dict[str, Any], request_id: str) -> dict[str, Any] | None:
+    """`tool` mode's call, as an OpenAI `tool_calls` item; None when it answers in text instead."""
+    if b.mode != "tool" or ((body.get("messages") or [{}])[-1]).get("role") == "tool":
+        return None
+    tools = [t.get("function") or {} for t in body.get("tools") or () if t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        tools = [t for t in tools if t.get("name") == choice["function"]["name"]] or tools
+    if not tools or choice == "none":
+        return None
+    params = tools[0].get("parameters") or {}
+    names = list(params.get("required") or ()) or list(params.get("properties") or ())
+    args = {names[0]: last_user_text(body)} if names else {}
+    return {"id": f"call_mock_{request_id[-8:]}", "type": "function",
+            "function": {"name": tools[0].get("name", ""), "arguments": orjson.dumps(args).decode()}}
 
 
 def _context_from_messages(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -163,6 +182,7 @@ def _scripted(path: str, prompt: str) -> str:
 
 # ---- OpenAI-shaped payloads ----------------------------------------------------------------------
 def usage_for(body: dict[str, Any], reply: str, n: int = 1) -> dict[str, int]:
+    """`reply`: the generated text (for a tool call, its arguments)."""
     # OpenAI's chat accounting: 3 tokens of framing per message, 3 to prime the reply.
     prompt = 3
     for msg in body.get("messages") or []:
@@ -180,9 +200,14 @@ def _usage_field(kind: str, body: dict[str, Any], reply: str, n: int) -> dict[st
 
 
 def completion(
-    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal"
+    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal",
+    call: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     n = int(body.get("n") or 1)
+    message: dict[str, Any] = {"role": "assistant", "content": reply, "refusal": None}
+    if call is not None:
+        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
+        reply = call["function"]["arguments"]
     return {
         "id": f"chatcmpl-mock-{request_id[-12:]}",
         "object": "chat.completion",
@@ -191,9 +216,9 @@ def completion(
         "choices": [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": reply, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "stop" if call is None else "tool_calls",
             }
             for i in range(n)
         ],
@@ -206,9 +231,11 @@ _PIECE = re.compile(r"\s*\S+")
 
 
 def stream_chunks(
-    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal"
+    body: dict[str, Any], model: str, reply: str, request_id: str, usage: str = "normal",
+    call: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The chunks of a streamed answer: role, one word per chunk, finish; usage when asked."""
+    """The chunks of a streamed answer: role, one word per chunk (a tool call: its id and name, then
+    its arguments in pieces of 8 characters), finish; usage when asked."""
     n = int(body.get("n") or 1)
     base = {"id": f"chatcmpl-mock-{request_id[-12:]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model, "system_fingerprint": "mock"}
@@ -217,9 +244,18 @@ def stream_chunks(
         return {**base, "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
     out = [chunk(i, {"role": "assistant", "content": ""}) for i in range(n)]
-    for piece in _PIECE.findall(reply) or [reply]:
-        out.extend(chunk(i, {"content": piece}) for i in range(n))
-    out.extend(chunk(i, {}, "stop") for i in range(n))
+    if call is not None:
+        args = reply = call["function"]["arguments"]
+        for i in range(n):
+            out.append(chunk(i, {"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                 "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+            out.extend(chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": args[k:k + 8]}}]})
+                       for k in range(0, len(args), 8))
+        out.extend(chunk(i, {}, "tool_calls") for i in range(n))
+    else:
+        for piece in _PIECE.findall(reply) or [reply]:
+            out.extend(chunk(i, {"content": piece}) for i in range(n))
+        out.extend(chunk(i, {}, "stop") for i in range(n))
     if (body.get("stream_options") or {}).get("include_usage") and usage != "missing":
         out.append({**base, "choices": [], **_usage_field(usage, body, reply, n)})
     return out
