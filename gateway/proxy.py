@@ -328,6 +328,13 @@ async def anthropic_count_tokens(request: web.Request) -> web.Response:
 # ---- /v1/models ---------------------------------------------------------------------------------
 async def list_models(request: web.Request) -> web.Response:
     rt: Runtime = request.app[HOLDER].current
-    principal = rt.keys.authenticate(request.headers.get("Authorization"))
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in rt.models_for(principal)]
+    anthropic = "anthropic-version" in request.headers  # the anthropic SDK's models.list() shares this path
+    principal = rt.keys.authenticate(credential(request, ANTHROPIC_MESSAGES if anthropic else None))
+    models = rt.models_for(principal)
+    if anthropic:
+        data = [{"id": m, "type": "model", "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in models]
+        page = {"data": data, "has_more": False, "first_id": models[0] if models else None,
+                "last_id": models[-1] if models else None}
+        return web.Response(body=orjson.dumps(page), content_type="application/json")
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in models]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")

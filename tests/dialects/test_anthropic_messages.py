@@ -187,6 +187,30 @@ def test_upstream_errors_keep_their_status_in_anthropic_shape(client):
             list(s.text_stream)
 
 
+def test_models_list_in_anthropic_shape(gw, client):
+    assert [m.id for m in client.models.list()] == ["echo", "tool", "cut", "limited"]
+    openai_shape = httpx.get(gw.url + "/v1/models", headers={"Authorization": "Bearer app-secret"}).json()
+    assert openai_shape["object"] == "list" and openai_shape["data"][0]["object"] == "model"
+
+
+def test_cached_answers_are_served_in_this_dialect(tmp_path):
+    root = write_policies(tmp_path, """
+    upstreams: {mock: {type: mock}}
+    models: {echo: {targets: [{upstream: mock, model: echo}]}}
+    server: {watch_interval_s: 0}
+    cache: {enabled: true}
+    """)
+    with running_gateway(root) as gw:
+        c = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0, timeout=30)
+        body = dict(model="echo", max_tokens=32, messages=user("cache me please"), extra_body={"temperature": 0})
+        first = c.messages.with_raw_response.create(**body)
+        second = c.messages.with_raw_response.create(**body)
+        assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
+        assert second.parse().content[0].text == "cache me please" and second.parse().stop_reason == "end_turn"
+        with c.messages.stream(**body) as s:
+            assert s.get_final_message().content[0].text == "cache me please"
+
+
 def test_count_tokens_is_the_gateways_estimate(client):
     n = client.messages.count_tokens(model="echo", messages=user("Hello there friend"))
     more = client.messages.count_tokens(model="echo", system="You are a careful assistant.", tools=TOOLS,
