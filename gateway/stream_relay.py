@@ -28,7 +28,6 @@ from gateway.checks.pii import PSEUDONYMS
 from gateway.errors import GatewayError
 from gateway.exchange import Attempt, Exchange
 from gateway.keys import CACHE, METER
-from gateway.metering import counting
 from gateway.pii.anonymize import Restorer
 from gateway.pipeline import Pipeline
 from gateway.routing import Route, backoff_delay, failures
@@ -190,10 +189,7 @@ class _Relay:
         self.assembler: StreamAssembler | None = None  # a cacheable miss: the chunks as the upstream sent them
         # Another dialect's client (gateway/dialects/): chunks are re-rendered as its events. Chat
         # clients get the upstream's bytes as they came, which keeps the common path a byte relay.
-        self.render = None
-        if ex.dialect is not None:
-            enc = counting.encoding_for_model(ex.model, rt.prices.file.default_encoding).name
-            self.render = ex.dialect.stream(ex, counting.count_chat_request(ex.body, enc))
+        self.render = ex.dialect.stream(ex, request.app[METER].estimate_input(ex, rt)) if ex.dialect else None
 
     def settle(self) -> None:
         ex = self.ex
@@ -246,7 +242,7 @@ class _Relay:
                     out += encode(payload) if self.render is None else self.render.feed(chunk)
                     continue
                 for piece in await guard.on_chunk(chunk):
-                    out += encode(orjson.dumps(piece)) if self.render is None else self.render.feed(piece)
+                    out += self._encode(piece)
                 if guard.violation:
                     break
             if out:
@@ -325,14 +321,17 @@ class _Relay:
                 if isinstance(args, str):
                     self.received.append(args)
 
+    def _encode(self, chunk: dict[str, Any]) -> bytes:
+        """A chunk the gateway made (a stream check's release or cut) as the client's events."""
+        return encode(orjson.dumps(chunk)) if self.render is None else self.render.feed(chunk)
+
     async def fail(self, e: UpstreamError) -> None:
-        render = self.render
         if self.guard is not None:
             for out in await self.guard.flush():
-                await _write_quietly(self.resp, encode(orjson.dumps(out)) if render is None else render.feed(out))
+                await _write_quietly(self.resp, self._encode(out))
         self.settle()
-        if render is not None:
-            await _write_quietly(self.resp, render.error(e.message, e.kind, self.ex.gateway_info()))
+        if self.render is not None:
+            await _write_quietly(self.resp, self.render.error(e.message, e.kind, self.ex.gateway_info()))
             return
         error = {"message": e.message, "type": "upstream_error", "code": e.kind}
         await _write_quietly(self.resp, encode(orjson.dumps({"error": error, "gateway": self.ex.gateway_info()})))

@@ -83,20 +83,17 @@ def validate_overrides(overrides: dict[str, Any]) -> str | None:
 
 
 # ---- answers -------------------------------------------------------------------------------------
-message_text = content_text
-
-
 def last_user_text(body: dict[str, Any]) -> str:
     for msg in reversed(body.get("messages") or []):
         if msg.get("role") == "user":
-            return message_text(msg.get("content"))
+            return content_text(msg.get("content"))
     return ""
 
 
 def reply_text(b: MockBehaviour, body: dict[str, Any], context: list[tuple[str, str]]) -> str:
     if b.mode == "tool":
         last = (body.get("messages") or [{}])[-1]
-        return f"The tool said: {message_text(last.get('content'))}" if last.get("role") == "tool" else ""
+        return f"The tool said: {content_text(last.get('content'))}" if last.get("role") == "tool" else ""
     if b.mode == "echo":
         return last_user_text(body)
     if b.mode == "fixed":
@@ -127,7 +124,7 @@ def _context_from_messages(body: dict[str, Any]) -> list[tuple[str, str]]:
     docs = []
     for i, msg in enumerate(body.get("messages") or []):
         if msg.get("role") in ("system", "tool"):
-            docs.append((msg.get("tool_call_id") or f"{msg['role']}-{i}", message_text(msg.get("content"))))
+            docs.append((msg.get("tool_call_id") or f"{msg['role']}-{i}", content_text(msg.get("content"))))
     return docs
 
 
@@ -186,7 +183,7 @@ def usage_for(body: dict[str, Any], reply: str, n: int = 1) -> dict[str, int]:
     # OpenAI's chat accounting: 3 tokens of framing per message, 3 to prime the reply.
     prompt = 3
     for msg in body.get("messages") or []:
-        prompt += 3 + count_tokens(message_text(msg.get("content"))) + count_tokens(str(msg.get("role", "")))
+        prompt += 3 + count_tokens(content_text(msg.get("content"))) + count_tokens(str(msg.get("role", "")))
     completion = count_tokens(reply) * n
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
