@@ -18,7 +18,7 @@ from gateway.experiments import feedback as experiments_api
 from gateway.prompts import api as prompts_api
 from gateway.dialects import for_path
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, POOL, TRACE, TRACING
+from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, POOL, RESPONSES, TRACE, TRACING
 from gateway.metering.ledger import spend_by
 from gateway.tabular import service as tabular
 from gateway.metering.limits import InProcessCounters, day_start, month_start
@@ -136,7 +136,7 @@ async def browser_middleware(request: web.Request, handler) -> web.StreamRespons
             raise GatewayError("CORS preflight without an Origin header.", status=400, type="invalid_request_error")
         return web.Response(status=204, headers={
             "Access-Control-Allow-Origin": origin, "Vary": "Origin",
-            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": _CORS_HEADERS, "Access-Control-Max-Age": "600"})
     if request.method == "POST" and request.body_exists and not _is_json(request.content_type):
         raise GatewayError(f"Send the body as JSON with `Content-Type: application/json` (got "
@@ -413,6 +413,30 @@ def response_cache(runtime: Runtime, metrics_: Metrics, ledger_path: Path | None
     return ResponseCache(settings, store, metrics_)
 
 
+def response_store_kind(runtime: Runtime) -> str:
+    """`responses.store`, with auto resolved like the cache's."""
+    store = runtime.responses.store
+    if store == "auto":
+        return "redis" if runtime.state.counters == "redis" else "embedded"
+    return store
+
+
+def stored_responses(runtime: Runtime, metrics_: Metrics):
+    """Where Responses-API responses are kept for previous_response_id (chosen once, at start-up)."""
+    from gateway.dialects.stored_responses import StoredResponses
+
+    settings = runtime.responses
+    if response_store_kind(runtime) == "redis":
+        from gateway.state.redis_responses import RedisResponses
+
+        backend = RedisResponses(runtime.state.redis_url() or "", runtime.state.key_prefix, runtime.state.timeout_s)
+    else:
+        from gateway.state.embedded_responses import EmbeddedResponses
+
+        backend = EmbeddedResponses(int(settings.max_mb * 1024 * 1024))
+    return StoredResponses(settings, backend, on_error=metrics_.child(metrics_.state_errors, "responses").inc)
+
+
 async def _cache(app: web.Application) -> AsyncIterator[None]:
     warm = None
     if app[CACHE] is not None and any(r.cfg.cache.semantic for r in app[HOLDER].current.router.routes.values()):
@@ -428,6 +452,7 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
     cache = app[CACHE]
     if cache is not None:
         await cache.close()
+    await app[RESPONSES].close()
 
 
 def build_app(
@@ -448,6 +473,7 @@ def build_app(
         app[tabular.COORDINATOR] = RedisCoordinator(app[METER].counters)
     app[TRACING] = tracing_for(runtime, metrics_)
     app[CACHE] = response_cache(runtime, metrics_, ledger_path)
+    app[RESPONSES] = stored_responses(runtime, metrics_)
     app.cleanup_ctx.append(_backends)
     app.cleanup_ctx.append(_cache)
     app.cleanup_ctx.append(_tracing)
@@ -459,6 +485,9 @@ def build_app(
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_post("/v1/messages", proxy.messages)
     app.router.add_post("/v1/messages/count_tokens", proxy.anthropic_count_tokens)
+    app.router.add_post("/v1/responses", proxy.responses)
+    app.router.add_get("/v1/responses/{id}", proxy.get_response)
+    app.router.add_delete("/v1/responses/{id}", proxy.delete_response)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)
     app.router.add_get("/v1/prompts", prompts_api.list_prompts)

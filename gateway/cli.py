@@ -92,6 +92,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"cache of its own (and `gateway cache clear` would reach one of them): set `cache: {{store: "
                   f"redis}}` in {policies / 'gateway.yaml'}, or run one worker.", file=sys.stderr)
             return 2
+        from gateway.app import response_store_kind
+
+        if response_store_kind(runtime) == "embedded":
+            print(f"gateway: --workers {args.workers} with `responses: {{store: embedded}}` would keep every stored "
+                  f"Responses-API response in one worker (a previous_response_id landing on another would not be "
+                  f"found): set `responses: {{store: redis}}` in {policies / 'gateway.yaml'}, or run one worker.",
+                  file=sys.stderr)
+            return 2
         from gateway.workers import supervise
 
         return supervise(args.workers, _child_args(args), runtime.settings.shutdown_grace_s)

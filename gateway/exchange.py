@@ -130,6 +130,7 @@ class Exchange:
     user_ref: str | None = None  # the end user as the ledger keeps it (hashed by default: metering.users)
     cache: Any = None  # gateway.cache.service.CacheOutcome when the response cache applied to this request
     dialect: Any = None  # gateway.dialects.Dialect the client spoke, when not Chat Completions itself
+    client_body: Any = None  # that dialect's request as sent (`body` is its chat translation)
     state: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for checks
 
     # ---- user-controlled text, for checks -------------------------------------------------------

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.checks.base import Action, OutputSegment
 from gateway.checks.pii import PSEUDONYMS
 from gateway.conversation import completion_text
-from gateway.dialects import ANTHROPIC_MESSAGES, Dialect
+from gateway.dialects import ANTHROPIC_MESSAGES, OPENAI_RESPONSES, Dialect
 from gateway.dialects.anthropic_messages import to_chat as anthropic_to_chat
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.exchange import Exchange
@@ -22,7 +22,7 @@ from gateway.experiments.assign import unit_of
 from gateway.cache.replay import CachedStream, completion_chunks
 from gateway.cache.service import answer_complete
 from gateway.metering import counting
-from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, TRACE
+from gateway.keys import CACHE, EXCHANGE, HOLDER, METER, RESPONSES, TRACE
 from gateway.model_calls import MODEL_CALLER, ModelCaller
 from gateway.pii.anonymize import Pseudonyms
 from gateway.pipeline import Pipeline
@@ -70,7 +70,7 @@ async def read_body(request: web.Request, settings) -> bytes:
 def credential(request: web.Request, dialect: Dialect | None) -> str | None:
     """The Authorization header; Anthropic clients send their key as `x-api-key` instead."""
     authorization = request.headers.get("Authorization")
-    if authorization is None and dialect is not None and (key := request.headers.get("x-api-key")):
+    if authorization is None and dialect is ANTHROPIC_MESSAGES and (key := request.headers.get("x-api-key")):
         return f"Bearer {key}"
     return authorization
 
@@ -91,7 +91,8 @@ async def _begin(request: web.Request, endpoint: str, dialect: Dialect | None = 
     body = ex.body = parse_json(await read_body(request, rt.settings))
     options = ex.options = pop_gateway_options(body)
     if dialect is not None:
-        body = ex.body = dialect.to_chat(body)
+        ex.client_body = body
+        body = ex.body = await dialect.to_chat(request.app, ex, body)
     if rt.experiments and endpoint == "chat.completions":
         t0 = time.time_ns()
         apply_experiment(ex, rt, request)
@@ -199,13 +200,17 @@ def json_response(data: dict[str, Any], ex: Exchange) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json", headers=ex.response_headers())
 
 
-# ---- /v1/chat/completions, /v1/messages -------------------------------------------------------
+# ---- /v1/chat/completions, /v1/messages, /v1/responses ----------------------------------------
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await _chat(request, None)
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     return await _chat(request, ANTHROPIC_MESSAGES)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, OPENAI_RESPONSES)
 
 
 async def _chat(request: web.Request, dialect: Dialect | None) -> web.StreamResponse:
@@ -226,7 +231,7 @@ async def _chat(request: web.Request, dialect: Dialect | None) -> web.StreamResp
         if ex.stream:
             return await relay_stream(request, rt, ex, route, pipeline, alongside_checks,
                                       cached=CachedStream(completion_chunks(completion)))
-        return await _respond(ex, pipeline, completion)
+        return await _respond(request, ex, pipeline, completion)
     finally:
         cache.done(plan)
 
@@ -247,13 +252,13 @@ async def _chat_upstream(request: web.Request, rt: Runtime, ex: Exchange, route:
         ex.state["finish_reasons"] = [c.get("finish_reason") or "" for c in data.get("choices") or ()]
     if ex.metered:  # before the checks: withheld output was still generated, and billed
         request.app[METER].settle(ex, rt, data.get("usage"), completion_text(data), data.get("model"))
-    response = await _respond(ex, pipeline, data)
+    response = await _respond(request, ex, pipeline, data)
     if raw is not None:
         await request.app[CACHE].store_answer(ex, plan, *raw)
     return response
 
 
-async def _respond(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> web.Response:
+async def _respond(request: web.Request, ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> web.Response:
     """An answer (the upstream's or the cache's) as this request's client gets it: pseudonyms
     restored, response checks applied, the `gateway` object added."""
     if PSEUDONYMS in ex.state:
@@ -266,6 +271,8 @@ async def _respond(ex: Exchange, pipeline: Pipeline, data: dict[str, Any]) -> we
     data["gateway"] = ex.gateway_info()
     if ex.dialect is not None:
         data = ex.dialect.from_chat(data, ex)
+        if ex.dialect.keep is not None:
+            await ex.dialect.keep(request.app, ex, data)
     return json_response(data, ex)
 
 
@@ -323,6 +330,27 @@ async def anthropic_count_tokens(request: web.Request) -> web.Response:
     tokens = counting.count_chat_request(chat, enc.name)
     return web.Response(body=orjson.dumps({"input_tokens": tokens, "gateway": {
         "source": "estimated", "encoding": enc.name}}), content_type="application/json")
+
+
+# ---- /v1/responses/{id} ------------------------------------------------------------------------
+async def get_response(request: web.Request) -> web.Response:
+    """A stored response, for the key that made it (another key's is answered as not found)."""
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(credential(request, OPENAI_RESPONSES))
+    if request.query.get("stream") in ("true", "1"):
+        raise InvalidRequest("Replaying a stored response as a stream is not supported; fetch it without "
+                             "`stream`.", param="stream")
+    response = await request.app[RESPONSES].response(request.match_info["id"], principal.name)
+    return web.Response(body=orjson.dumps(response), content_type="application/json")
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(credential(request, OPENAI_RESPONSES))
+    response_id = request.match_info["id"]
+    await request.app[RESPONSES].delete(response_id, principal.name)
+    return web.Response(body=orjson.dumps({"id": response_id, "object": "response", "deleted": True}),
+                        content_type="application/json")
 
 
 # ---- /v1/models ---------------------------------------------------------------------------------

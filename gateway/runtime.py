@@ -29,6 +29,7 @@ from gateway.prompts.store import PromptStore
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
 from gateway.cache.settings import CacheSettings
+from gateway.dialects.stored_responses import ResponsesSettings
 from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.base import Upstream
@@ -63,6 +64,7 @@ class Runtime:
     state: StateSettings = field(default_factory=StateSettings)  # read at start-up (a change needs a restart)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # likewise
     cache: CacheSettings = field(default_factory=CacheSettings)  # likewise (routes' and policies' cache: are live)
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)  # read at start-up
     embedded_state: bool = False  # `state:` ignored (load_runtime's flag), kept for reloads
     loaded_at: float = field(default_factory=time.time)
 
@@ -230,6 +232,9 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     if gw.cache.enabled and gw.cache.store == "redis" and gw.state.counters != "redis" and not gw.state.redis_url():
         problems.append(f"{gw_doc.where(('cache', 'store'))}: cache.store: redis needs the Redis URL in env var "
                         f"{gw.state.redis_url_env} (state.redis_url_env), which is not set")
+    if gw.responses.store == "redis" and gw.state.counters != "redis" and not gw.state.redis_url():
+        problems.append(f"{gw_doc.where(('responses', 'store'))}: responses.store: redis needs the Redis URL in env var "
+                        f"{gw.state.redis_url_env} (state.redis_url_env), which is not set")
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
     tabular = _load_tabular(gw, gw_doc, policies_dir, problems)
@@ -248,7 +253,8 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
     return Runtime(gw.server, KeyRing(by_hash, open_principal), Router(routes), pipelines, upstreams, stamp,
                    prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
                    tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state,
-                   embedded_state=embedded_state, telemetry=gw.telemetry, cache=gw.cache)
+                   embedded_state=embedded_state, telemetry=gw.telemetry, cache=gw.cache,
+                   responses=gw.responses)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:

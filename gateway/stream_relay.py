@@ -136,6 +136,8 @@ async def relay_stream(
         relay.settle()
         if relay.render is not None:
             await relay.resp.write(relay.render.finish(ex.gateway_info()))
+            if ex.dialect.keep is not None:
+                await ex.dialect.keep(request.app, ex, relay.render.response)
         else:
             await relay.resp.write(encode(orjson.dumps(_final_chunk(relay.template, ex))) + DONE_EVENT)
         if ex.trace is not None and pipeline.trace_content:  # the answer as the model streamed it

@@ -50,6 +50,7 @@ PER_EXAMPLE = 3  # requests sent per hypothesis example
 
 ROUTES = [
     ("POST", "/v1/chat/completions"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/responses"), ("GET", "/v1/responses/{name}"), ("DELETE", "/v1/responses/{name}"),
     ("POST", "/v1/embeddings"), ("GET", "/v1/models"),
     ("GET", "/v1/prompts"), ("GET", "/v1/prompts/{name}"), ("POST", "/v1/feedback"), ("GET", "/v1/experiments"),
     ("GET", "/v1/experiments/{name}"), ("POST", "/v1/tabular/{name}/predict"), ("POST", "/v1/tabular/{name}/feedback"),
@@ -79,7 +80,25 @@ ANTHROPIC = dict(optional={"max_tokens": st.one_of(st.integers(-2, 50), json_val
                            "system": json_values, "tools": json_values, "tool_choice": json_values,
                            "stop_sequences": json_values, "metadata": json_values, "gateway": json_values,
                            "temperature": json_values, "thinking": json_values})
+ITEM = st.one_of(
+    MESSAGE,
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.sampled_from(["user", "assistant", "developer", "x"]),
+                           "content": st.one_of(st.text(max_size=40), st.lists(st.fixed_dictionaries({
+                               "type": st.sampled_from(["input_text", "output_text", "input_image", "input_file"]),
+                               "text": json_values}), max_size=2))}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": json_values, "name": json_values,
+                           "arguments": json_values}),
+    st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": json_values, "output": json_values}),
+    json_values)
+RESPONSES = dict(optional={"instructions": json_values, "stream": st.booleans(), "store": json_values,
+                           "previous_response_id": st.one_of(json_values, st.just("resp_0")), "tools": json_values,
+                           "tool_choice": json_values, "text": json_values, "reasoning": json_values,
+                           "max_output_tokens": json_values, "metadata": json_values, "gateway": json_values,
+                           "include": json_values, "truncation": json_values})
 VALID = {
+    "/v1/responses": st.fixed_dictionaries({"model": st.sampled_from(["echo", "fails", "gone", "nope"]),
+                                            "input": st.one_of(st.text(max_size=40), st.lists(ITEM, max_size=3))},
+                                           **RESPONSES),
     "/v1/messages": st.fixed_dictionaries({"model": st.sampled_from(["echo", "fails", "gone", "nope"]),
                                            "messages": st.lists(ANTHROPIC_MESSAGE, max_size=3)}, **ANTHROPIC),
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import KeyConfig, OpenModeConfig
 from gateway.cache.settings import CacheSettings
+from gateway.dialects.stored_responses import ResponsesSettings
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.state.config import StateSettings
@@ -69,6 +70,8 @@ class GatewayFile(BaseModel):
     state: StateSettings = Field(default_factory=StateSettings)
     # The response cache (gateway/cache/): off unless enabled here.
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    # Stored Responses-API responses (previous_response_id, GET /v1/responses/{id}); read at start-up.
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     # OpenTelemetry traces over OTLP/HTTP (gateway/telemetry/tracing.py); read at start-up.
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.

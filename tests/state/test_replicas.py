@@ -61,6 +61,30 @@ def test_workers_refuse_the_embedded_response_cache(tmp_path):
     assert r.returncode == 2 and "cache: {store: redis}" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_workers_refuse_an_embedded_response_store(tmp_path):
+    root = write_policies(tmp_path / "p", gateway_yaml("gwtest-resp") + "responses: {store: embedded}\n")
+    r = subprocess.run(gateway_cmd("serve", "--policies", str(root), "--port", str(free_port()), "--workers", "2",
+                                   "--state-dir", str(tmp_path / "s")), cwd=REPO, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert r.returncode == 2 and "responses: {store: redis}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_responses_conversation_continues_on_another_replica(tmp_path, prefix):
+    import openai
+
+    a = write_policies(tmp_path / "a", gateway_yaml(prefix, rpm=100))
+    b = write_policies(tmp_path / "b", gateway_yaml(prefix, rpm=100))
+    with running_gateway(a) as ga, running_gateway(b) as gb:
+        ca, cb = (openai.OpenAI(base_url=g.url + "/v1", api_key=KEY, max_retries=0) for g in (ga, gb))
+        first = ca.responses.create(model="echo", input="My name is Ada.")
+        second = cb.responses.create(model="echo", previous_response_id=first.id, input="Who am I?")
+        assert second.output_text == "Who am I?" and second.usage.input_tokens > first.usage.input_tokens + 3
+        assert ca.responses.retrieve(second.id).output_text == "Who am I?"
+        cb.responses.delete(first.id)
+        with pytest.raises(openai.NotFoundError):
+            ca.responses.retrieve(first.id)
+
+
 def test_bad_backends_are_start_up_errors(tmp_path, monkeypatch):
     root = write_policies(tmp_path / "p", gateway_yaml("gwtest-bad"))
     monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)

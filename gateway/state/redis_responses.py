@@ -1,0 +1,25 @@
+"""Stored Responses-API responses in Redis: one string per response, `<prefix>:resp:<id>`, expiring
+with the response (PX), so every worker and replica can continue any conversation."""
+
+from __future__ import annotations
+
+
+class RedisResponses:
+    def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                              health_check_interval=30)
+        self.prefix = f"{prefix}:resp:"
+
+    async def get(self, response_id: str) -> bytes | None:
+        return await self._redis.get(self.prefix + response_id)
+
+    async def put(self, response_id: str, value: bytes, ttl_s: float) -> None:
+        await self._redis.set(self.prefix + response_id, value, px=max(1, int(ttl_s * 1000)))
+
+    async def delete(self, response_id: str) -> bool:
+        return bool(await self._redis.delete(self.prefix + response_id))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
