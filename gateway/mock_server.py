@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.upstreams import mock_model
+from gateway.upstreams import mock_anthropic, mock_model
 from gateway.upstreams.mock_model import MockBehaviour
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
@@ -36,12 +36,13 @@ async def _prepare(request: web.Request) -> tuple[dict[str, Any], MockBehaviour 
     return body, await _behaviour(request, body)
 
 
-async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviour | web.Response:
+async def _behaviour(request: web.Request, body: dict[str, Any], error=_error) -> MockBehaviour | web.Response:
+    """`error`: renders a failure in the wire format of the API being mocked."""
     request.app[STATS]["requests"] += 1
     try:
         b = mock_model.behaviour_for(MockBehaviour(), str(body.get("model", "echo")))
     except ValidationError as e:
-        return _error(400, f"bad mock model options: {e.errors()[0]['msg']}")
+        return error(400, f"bad mock model options: {e.errors()[0]['msg']}")
     attempts: collections.OrderedDict = request.app[_ATTEMPTS]
     key = (request.headers.get("x-gateway-request-id") or "", str(body.get("model")))
     attempts[key] = n = attempts.get(key, 0) + 1
@@ -55,7 +56,7 @@ async def _behaviour(request: web.Request, body: dict[str, Any]) -> MockBehaviou
         headers = {"Retry-After": f"{b.retry_after:g}"} if b.retry_after is not None else None
         # Like OpenAI's 401 ("Incorrect API key provided: sk-..."), the mock can quote the key it got.
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        return _error(b.fail_status, b.fail_message.replace("{api_key}", token), headers)
+        return error(b.fail_status, b.fail_message.replace("{api_key}", token), headers)
     if b.garbage:
         return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="application/json")
     request[_ATTEMPT] = n
@@ -95,6 +96,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return mock_anthropic.error(400, "The request body is not valid JSON.")
+    b = await _behaviour(request, body if isinstance(body, dict) else {}, mock_anthropic.error)
+    if isinstance(b, web.Response):
+        return b
+    return await mock_anthropic.messages(request, body, b, request[_ATTEMPT])
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body, b = await _prepare(request)
     if isinstance(b, web.Response):
@@ -117,6 +129,7 @@ def build_mock_app() -> web.Application:
     app[STATS] = {"requests": 0, "active_streams": 0}
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/messages", anthropic_messages)  # Anthropic's wire format
     app.router.add_get("/v1/models", models)
     app.router.add_get("/mock/stats", stats)
     return app

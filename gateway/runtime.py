@@ -34,7 +34,11 @@ from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock import MockUpstream
+from gateway.upstreams.anthropic import AnthropicUpstream
 from gateway.upstreams.openai import HttpPool, OpenAIUpstream
+
+# upstream `type` -> the class that speaks that API over HTTP (mock upstreams are in-process)
+HTTP_UPSTREAMS = {"openai": OpenAIUpstream, "anthropic": AnthropicUpstream}
 
 log = logging.getLogger("gateway.runtime")
 
@@ -157,7 +161,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
                 else:
                     warnings.append(f"{msg}; upstream skipped")
                 continue
-        upstreams[name] = OpenAIUpstream(name, cfg, pool, api_key)
+        upstreams[name] = HTTP_UPSTREAMS[cfg.type](name, cfg, pool, api_key)
 
     routes: dict[str, Route] = {}
     for model, rcfg in gw.models.items():

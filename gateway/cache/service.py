@@ -246,7 +246,9 @@ class ResponseCache:
         price = rt.prices.lookup(origin.upstream, origin.model) if origin.upstream else None
         if price is not None:  # priced as the original answer, at today's price
             saved = cost_usd(price, Usage(int(stored_usage.get("input", 0)), int(stored_usage.get("output", 0)),
-                                          int(stored_usage.get("cached", 0)), int(stored_usage.get("reasoning", 0))))
+                                          cached=int(stored_usage.get("cached", 0)),
+                                          cache_write=int(stored_usage.get("cache_write", 0)),
+                                          reasoning=int(stored_usage.get("reasoning", 0))))
         elif isinstance(record.get("cost_usd"), (int, float)):
             saved = float(record["cost_usd"])
         ex.cache = CacheOutcome("hit", age_s=record.get("age_s"), saved_usd=saved, origin=origin,
@@ -277,7 +279,7 @@ class ResponseCache:
             "completion": orjson.Fragment(completion),
             "upstream": served.upstream, "served_model": served.model,
             "usage": {"input": usage.input, "output": usage.output, "cached": usage.cached,
-                      "reasoning": usage.reasoning} if usage is not None else None,
+                      "reasoning": usage.reasoning, "cache_write": usage.cache_write} if usage is not None else None,
             "cost_usd": ex.cost_usd})
         if len(body) > self.max_entry_bytes:
             m.child(m.cache_stored, "too_large").inc()

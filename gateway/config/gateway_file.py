@@ -13,11 +13,13 @@ from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
 from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
+from gateway.upstreams.anthropic import AnthropicUpstreamConfig
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
 
-UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig, Field(discriminator="type")]
+UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig | AnthropicUpstreamConfig,
+                           Field(discriminator="type")]
 
 
 class ServerSettings(BaseModel):

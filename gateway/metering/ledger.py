@@ -35,7 +35,7 @@ COLUMNS = (
     "prompt_name", "prompt_version", "prompt_hash", "stream", "status", "error",
     "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "usage_source",
     "cost_usd", "price_key", "latency_ms", "upstream_ms", "overhead_ms", "attempts", "verdicts",
-    "experiment", "variant", "unit_hash", "outcome", "cache", "saved_usd",
+    "experiment", "variant", "unit_hash", "outcome", "cache", "saved_usd", "cache_write_tokens",
 )
 FEEDBACK_COLUMNS = ("dedup_key", "metric", "ts", "experiment", "variant", "unit_hash", "value")
 
@@ -263,6 +263,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests ADD COLUMN saved_usd REAL;
     ALTER TABLE usage_hourly ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage_hourly ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
+    """,
+    # v7: prompt-cache writes, part of input_tokens that providers such as Anthropic bill apart
+    # (cost_usd already includes them at the write price). NULL on rows from before it.
+    """
+    ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER;
     """,
 ]
 

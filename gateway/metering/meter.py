@@ -203,4 +203,5 @@ def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple
         outcome(status, ex.error or ex.stream_error),
         *((ex.cache.status if ex.cache.status in ("hit", "miss") else None, ex.cache.saved_usd)
           if ex.cache is not None else (None, None)),
+        u.cache_write if u else 0,
     )

@@ -27,6 +27,7 @@ class LongContext(BaseModel):
     input: float = Field(ge=0, le=_MAX_PER_MILLION)
     output: float = Field(ge=0, le=_MAX_PER_MILLION)
     cached_input: float | None = Field(default=None, ge=0, le=_MAX_PER_MILLION)
+    cache_write_input: float | None = Field(default=None, ge=0, le=_MAX_PER_MILLION)
 
 
 class TokenPrice(BaseModel):
@@ -36,6 +37,8 @@ class TokenPrice(BaseModel):
     input: float = Field(ge=0, le=_MAX_PER_MILLION)
     output: float = Field(ge=0, le=_MAX_PER_MILLION)
     cached_input: float | None = Field(default=None, ge=0, le=_MAX_PER_MILLION)
+    cache_write_input: float | None = Field(default=None, ge=0, le=_MAX_PER_MILLION, description=(
+        "prompt-cache writes (Anthropic, Bedrock: 1.25x input for the 5-minute cache); default: input price"))
     reasoning: float | None = Field(default=None, ge=0, le=_MAX_PER_MILLION, description="default: output price")
     long_context: LongContext | None = None
     source: str = Field(min_length=1)
@@ -85,6 +88,7 @@ class Price:
     cached_input: float
     reasoning: float
     long_context: LongContext | None = None
+    cache_write_input: float | None = None  # None: the input price
 
 
 def _resolve(key: str, entry: PriceEntry) -> Price:
@@ -93,7 +97,7 @@ def _resolve(key: str, entry: PriceEntry) -> Price:
         return Price(key, per_million, per_million, per_million, per_million)
     cached = entry.cached_input if entry.cached_input is not None else entry.input
     reasoning = entry.reasoning if entry.reasoning is not None else entry.output
-    return Price(key, entry.input, entry.output, cached, reasoning, entry.long_context)
+    return Price(key, entry.input, entry.output, cached, reasoning, entry.long_context, entry.cache_write_input)
 
 
 class PriceTable:
@@ -128,12 +132,16 @@ def _candidates(model: str) -> list[str]:
 
 def cost_usd(price: Price, usage: Usage) -> float:
     input_price, output_price, cached_price = price.input, price.output, price.cached_input
+    write_price = price.cache_write_input
     lc = price.long_context
     if lc is not None and usage.input > lc.above_input_tokens:
         input_price, output_price = lc.input, lc.output
         cached_price = lc.cached_input if lc.cached_input is not None else lc.input
-    fresh_input = usage.input - usage.cached
+        write_price = lc.cache_write_input
+    if write_price is None:
+        write_price = input_price
+    fresh_input = usage.input - usage.cached - usage.cache_write
     plain_output = usage.output - usage.reasoning
-    total = (fresh_input * input_price + usage.cached * cached_price
+    total = (fresh_input * input_price + usage.cached * cached_price + usage.cache_write * write_price
              + plain_output * output_price + usage.reasoning * price.reasoning)
     return round(total / 1_000_000, 10)

@@ -45,6 +45,10 @@ class MockBehaviour(BaseModel):
     vary: bool = False  # each attempt's answer starts differently ("Attempt N: ..."): a replay cannot match
     garbage: bool = False  # answer 200 with a body that is not JSON
     usage: Literal["normal", "missing", "invalid"] = "normal"  # how the answer reports token usage
+    # report this many of the prompt's tokens as read from / written to a prompt cache (providers that
+    # have the field: cached_tokens on OpenAI, cache_read/cache_creation_input_tokens on Anthropic)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
 
     def merged(self, overrides: dict[str, Any] | None) -> MockBehaviour:
         if not overrides:

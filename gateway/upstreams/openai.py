@@ -1,4 +1,4 @@
-"""OpenAI-compatible HTTP upstream (OpenAI, Azure-style proxies, vLLM, Ollama, LM Studio, ...).
+"""OpenAI-compatible HTTP upstream (OpenAI, vLLM, Ollama, LM Studio, TGI, ...).
 
 One pooled aiohttp ClientSession serves every upstream; each upstream bounds its own concurrency.
 Streams are relayed event by event, never buffered whole.
@@ -6,26 +6,21 @@ Streams are relayed event by event, never buffered whole.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 from typing import Any, Literal
 
-import aiohttp
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.exchange import Exchange
-from gateway.sse import DONE, SSEDecoder
-from gateway.upstreams.base import UpstreamError, parse_object, parse_retry_after
-from gateway.upstreams.sanitize import client_message
+from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, _HttpStream
 
-_ERROR_BODY_LIMIT = 64 * 1024
+__all__ = ["HttpPool", "OpenAIUpstream", "OpenAIUpstreamConfig", "Timeouts", "http_url", "check_answer"]
 
 
-class Timeouts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    connect_s: float = Field(default=10, gt=0, le=600)
-    read_s: float = Field(default=120, gt=0, le=3600, description="longest silence between bytes")
+def http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    return v.rstrip("/")
 
 
 class OpenAIUpstreamConfig(BaseModel):
@@ -45,183 +40,29 @@ class OpenAIUpstreamConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return v.rstrip("/")
+        return http_url(v)
 
 
-class HttpPool:
-    """The app's one ClientSession, opened and closed by a cleanup_ctx in app.py."""
-
-    def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
-
-    async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        self.session = aiohttp.ClientSession(
-            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True
-        )
-
-    async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
-
-    def get(self) -> aiohttp.ClientSession:
-        if self.session is None:
-            raise RuntimeError("HTTP pool is not open")
-        return self.session
+def check_answer(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if not isinstance(data.get(key), list):
+        raise UpstreamError("bad_response", f"upstream answer has no `{key}` list")
+    return data
 
 
-class OpenAIUpstream:
+class OpenAIUpstream(HttpUpstream):
     def __init__(self, name: str, cfg: OpenAIUpstreamConfig, pool: HttpPool, api_key: str | None) -> None:
-        self.name = name
+        headers = {**cfg.headers, **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        super().__init__(name, pool, api_key, headers, cfg.timeouts, cfg.max_connections)
         self.cfg = cfg
         self.stream_usage = cfg.stream_usage
-        self._pool = pool
-        self._api_key = api_key
-        self._headers = {"Content-Type": "application/json", **cfg.headers}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=cfg.timeouts.connect_s, sock_read=cfg.timeouts.read_s
-        )
-        self._slots = asyncio.Semaphore(cfg.max_connections)
-
-    async def close(self) -> None:
-        pass  # the pool is shared and closed by the app
 
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = await self._post_json(ex, "/chat/completions", {**body, "model": model})
-        if not isinstance(data.get("choices"), list):
-            raise UpstreamError("bad_response", "upstream answer has no `choices` list")
-        return data
+        return check_answer(await self._post_json(ex, self.cfg.base_url + "/chat/completions",
+                                                  {**body, "model": model}), "choices")
 
     async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = await self._post_json(ex, "/embeddings", {**body, "model": model})
-        if not isinstance(data.get("data"), list):
-            raise UpstreamError("bad_response", "upstream answer has no `data` list")
-        return data
+        return check_answer(await self._post_json(ex, self.cfg.base_url + "/embeddings", {**body, "model": model}),
+                            "data")
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _HttpStream:
-        await self._slots.acquire()
-        try:
-            resp = await self._send(ex, "/chat/completions", {**body, "model": model})
-            if resp.status != 200:
-                async with resp:
-                    raise await self._http_error(resp)
-            if not resp.content_type.startswith("text/event-stream"):
-                resp.close()
-                raise UpstreamError("bad_response", f"upstream sent {resp.content_type!r}, not an event stream")
-        except BaseException:
-            self._slots.release()
-            raise
-        return _HttpStream(resp, self._slots, self._scrub)
-
-    # ---- plumbing -------------------------------------------------------------------------------
-    async def _post_json(self, ex: Exchange, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        async with self._slots:
-            resp = await self._send(ex, path, payload)
-            async with resp:
-                if resp.status != 200:
-                    raise await self._http_error(resp)
-                try:
-                    raw = await resp.read()
-                except TimeoutError:
-                    raise UpstreamError("timeout", "upstream stopped sending its answer") from None
-                except aiohttp.ClientError as e:
-                    raise UpstreamError("bad_response", f"upstream answer broke off ({type(e).__name__})") from None
-        return parse_object(raw, "an answer")
-
-    async def _send(self, ex: Exchange, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
-        headers = {**self._headers, "x-gateway-request-id": ex.id}
-        if ex.trace is not None:
-            headers["traceparent"] = ex.trace.upstream_traceparent()
-        try:
-            return await self._pool.get().post(
-                self.cfg.base_url + path, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
-            )
-        except TimeoutError:
-            raise UpstreamError("timeout", f"upstream {self.name!r} did not answer in time") from None
-        except aiohttp.ClientConnectorError as e:
-            raise UpstreamError("connect", f"cannot connect to upstream {self.name!r} ({type(e).__name__})") from None
-        except aiohttp.ClientError as e:
-            raise UpstreamError("connect", f"connection to upstream {self.name!r} failed ({type(e).__name__})") from None
-
-    async def _http_error(self, resp: aiohttp.ClientResponse) -> UpstreamError:
-        try:
-            raw = await resp.content.read(_ERROR_BODY_LIMIT)
-        except (aiohttp.ClientError, TimeoutError):
-            raw = b""
-        message = f"upstream answered HTTP {resp.status}"
-        try:
-            err = orjson.loads(raw).get("error")
-            detail = err.get("message") if isinstance(err, dict) else err
-            if isinstance(detail, str) and detail:
-                message += f": {detail}"
-        except (orjson.JSONDecodeError, AttributeError):
-            pass
-        retry_after = parse_retry_after(resp.headers.get("retry-after"))
-        if retry_after is None and (ms := resp.headers.get("retry-after-ms")):
-            retry_after = (parse_retry_after(ms) or 0) / 1000 or None
-        return UpstreamError(
-            f"http_{resp.status}", self._scrub(message), status=resp.status, retry_after=retry_after
-        )
-
-    def _scrub(self, text: str) -> str:
-        # Upstreams sometimes quote the key they were given ("Incorrect API key provided: sk-..."),
-        # internal addresses or whole pages: the client sees a bounded, sanitised message.
-        return client_message(text, upstream=self.name, key=self._api_key or None)
-
-
-class _HttpStream:
-    def __init__(self, resp: aiohttp.ClientResponse, slots: asyncio.Semaphore, scrub) -> None:
-        self._resp = resp
-        self._slots = slots
-        self._scrub = scrub
-        self._decoder = SSEDecoder()
-        self._events: collections.deque[bytes] = collections.deque()
-        self._eof = False
-        self._closed = False
-        self.saw_done = False
-
-    def __aiter__(self) -> _HttpStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self._events:
-            if self._eof or self.saw_done:
-                raise StopAsyncIteration
-            try:
-                chunk = await self._resp.content.readany()
-            except TimeoutError:
-                raise UpstreamError("timeout", "upstream went silent mid-stream") from None
-            except aiohttp.ClientError as e:
-                raise UpstreamError("stream_cut", f"upstream stream broke off ({type(e).__name__})") from None
-            if not chunk:
-                self._eof = True
-                if self._decoder.pending():
-                    raise UpstreamError("stream_cut", "upstream closed the stream in the middle of an event")
-                continue
-            for event in self._decoder.feed(chunk):
-                if event == DONE:
-                    self.saw_done = True
-                    break
-                self._events.append(event)
-        return self._events.popleft()
-
-    def take_ready(self) -> list[bytes]:
-        """Events already received and decoded (no waiting)."""
-        out = list(self._events)
-        self._events.clear()
-        return out
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.saw_done or self._eof:
-            self._resp.release()
-        else:
-            self._resp.close()  # unread data: the connection must not go back to the pool
-        self._slots.release()
+        return await self._open_sse(ex, self.cfg.base_url + "/chat/completions", {**body, "model": model})

@@ -80,12 +80,13 @@ def test_rows_journaled_by_an_older_version_get_the_newer_columns_as_null(tmp_pa
     path = tmp_path / "l.db"
     seg = journal.Journal(tmp_path / "old")
     for i in range(5):
-        seg.append(journal.REQUEST, row(i)[:-2], lambda item: None, None)  # without cache, saved_usd
+        seg.append(journal.REQUEST, row(i)[:-3], lambda item: None, None)  # without cache, saved_usd, cache_write
     os.close(seg._segment.fd)
     replayer = Ledger(path, journal_dir=tmp_path / "old")
     replayer.recover()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(cache), COUNT(saved_usd) FROM requests").fetchone() == (5, 0, 0)
+        assert conn.execute("SELECT COUNT(*), COUNT(cache), COUNT(saved_usd), COUNT(cache_write_tokens) "
+                            "FROM requests").fetchone() == (5, 0, 0, 0)
 
 
 def test_a_live_process_segment_is_left_alone(tmp_path):

@@ -49,6 +49,14 @@ def test_costs_with_cache_reasoning_long_context_and_hourly():
     assert cost_usd(t.lookup("x", "b"), Usage(1001, 10)) == pytest.approx((1001 * 3 + 10 * 6) / 1e6)
     assert cost_usd(t.lookup("local", "m"), Usage(500_000, 500_000)) == pytest.approx(2.0)
 
+    # prompt-cache writes at their own price, or at the input price where the table names none
+    c = table(c={"input": 3.0, "cached_input": 0.3, "cache_write_input": 3.75, "output": 15.0, **SRC})
+    usage = Usage(1000, 100, cached=400, cache_write=200)
+    assert cost_usd(c.lookup("x", "c"), usage) == pytest.approx((400 * 3 + 400 * 0.3 + 200 * 3.75 + 100 * 15) / 1e6)
+    assert cost_usd(t.lookup("x", "a"), usage) == pytest.approx((400 * 2 + 400 * 0.5 + 200 * 2 + 100 * 8) / 1e6)
+    shipped = PriceTable(PricingFile.model_validate(yaml.safe_load((REPO / "policies" / "pricing.yaml").read_text())))
+    assert shipped.lookup("anthropic", "claude-sonnet-4-5-20250929").cache_write_input == 3.75
+
 
 @pytest.mark.parametrize("bad", [
     {"input": -1, "output": 1},

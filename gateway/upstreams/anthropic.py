@@ -1,0 +1,103 @@
+"""Anthropic's Messages API as an upstream (`type: anthropic`): Claude behind any ingress dialect.
+
+Requests are translated from the chat form (anthropic_wire.py), sent with `x-api-key` and
+`anthropic-version`, and answers and streams come back as chat completions and chunks, usage with
+prompt-cache reads and writes included. 529 (overloaded) is retried and failed over like any 5xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.exchange import Exchange
+from gateway.upstreams.anthropic_wire import StreamTranslator, to_anthropic, to_completion
+from gateway.upstreams.base import UpstreamError, parse_object
+from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, _HttpStream
+from gateway.upstreams.openai import http_url
+
+
+class AnthropicUpstreamConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key_env: str | None = Field(default="ANTHROPIC_API_KEY", description="env var holding the API key")
+    required: bool = Field(default=True, description="if false and the key's env var is unset, the upstream is skipped")
+    anthropic_version: str = Field(default="2023-06-01", min_length=1, description="the anthropic-version header")
+    beta: list[str] = Field(default_factory=list, description="anthropic-beta features to turn on")
+    default_max_tokens: int = Field(default=4096, ge=1, le=1_000_000, description=(
+        "max_tokens for requests that set none (the Messages API requires it; chat clients often omit it)"))
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return http_url(v)
+
+
+class AnthropicUpstream(HttpUpstream):
+    stream_usage = False  # usage always comes with message_start / message_delta: nothing to ask for
+
+    def __init__(self, name: str, cfg: AnthropicUpstreamConfig, pool: HttpPool, api_key: str | None) -> None:
+        headers = {"anthropic-version": cfg.anthropic_version, **cfg.headers}
+        if api_key:
+            headers["x-api-key"] = api_key
+        if cfg.beta:
+            headers["anthropic-beta"] = ",".join(cfg.beta)
+        super().__init__(name, pool, api_key, headers, cfg.timeouts, cfg.max_connections)
+        self.cfg = cfg
+        self._url = cfg.base_url + "/v1/messages"
+
+    async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = to_anthropic(body, model, self.cfg.default_max_tokens)
+        return to_completion(await self._post_json(ex, self._url, payload), ex.id)
+
+    async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> TranslatedStream:
+        payload = to_anthropic({**body, "stream": True}, model, self.cfg.default_max_tokens)
+        return TranslatedStream(await self._open_sse(ex, self._url, payload))
+
+    async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise UpstreamError("http_404", f"upstream {self.name!r} (Anthropic) has no embeddings API", status=404)
+
+
+class TranslatedStream:
+    """An Anthropic event stream read as chat-completion chunk payloads (what the relay consumes);
+    `saw_done` once `message_stop` arrived, the Messages API's end of a complete answer."""
+
+    def __init__(self, inner: _HttpStream) -> None:
+        self._inner = inner
+        self._tr = StreamTranslator()
+        self._out: list[bytes] = []
+
+    @property
+    def saw_done(self) -> bool:
+        return self._tr.done
+
+    def __aiter__(self) -> TranslatedStream:
+        return self
+
+    def _translate(self, payload: bytes) -> None:
+        for chunk in self._tr.feed(parse_object(payload, "a stream event")):
+            self._out.append(orjson.dumps(chunk))
+        if self._tr.done:
+            self._inner.saw_done = True  # nothing follows message_stop: the connection can be reused
+
+    async def __anext__(self) -> bytes:
+        while not self._out:
+            if self._tr.done:
+                raise StopAsyncIteration
+            self._translate(await anext(self._inner))
+        return self._out.pop(0)
+
+    def take_ready(self) -> list[bytes]:
+        for payload in self._inner.take_ready():
+            self._translate(payload)
+        out, self._out = self._out, []
+        return out
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
