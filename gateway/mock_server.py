@@ -1,6 +1,9 @@
-"""`gateway mock-server`: the mock model behind a real OpenAI-compatible HTTP server.
+"""`gateway mock-server`: the mock model behind a real HTTP server, in each provider's wire format:
+OpenAI (`/v1/chat/completions`, `/v1/embeddings`), Azure OpenAI (`/openai/deployments/{d}/chat/completions`,
+`/openai/v1/chat/completions`), Anthropic (`/v1/messages`, upstreams/mock_anthropic.py) and Gemini
+(`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, upstreams/mock_gemini.py).
 
-Used by `gateway bench` as the upstream, by tests of the `openai` upstream type, and for demos. The
+Used by `gateway bench` as the upstream, by tests of the upstream types, and for demos. The
 behaviour comes from the model name, e.g. `echo`, `fixed?text=hi`, `echo?fail_status=429&fail_times=1`
 (attempts are counted per `x-gateway-request-id`), `echo?cut_after=3`, `echo?garbage=true`.
 """
@@ -15,7 +18,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.upstreams import mock_anthropic, mock_model
+from gateway.upstreams import mock_anthropic, mock_gemini, mock_model
 from gateway.upstreams.mock_model import MockBehaviour
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
@@ -67,6 +70,33 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body, b = await _prepare(request)
     if isinstance(b, web.Response):
         return b
+    return await _chat(request, body, b)
+
+
+async def azure_chat(request: web.Request) -> web.StreamResponse:
+    """Azure OpenAI's deployment route: the deployment names the model (the body has none), an
+    api-version is required, and the key comes as `api-key` (or an Entra ID bearer token)."""
+    if not request.query.get("api-version"):
+        return _azure_error(404, "404", "Resource not found")
+    if not request.headers.get("api-key") and not request.headers.get("Authorization", "").startswith("Bearer "):
+        return _azure_error(401, "401", "Access denied due to missing subscription key. Make sure to include "
+                                        "subscription key when making requests to an API.")
+    body = orjson.loads(await request.read())
+    if "model" in body:  # Azure ignores it; the mock refuses it to prove the gateway sends none
+        return _azure_error(400, "invalid_request", "the mock's deployment route takes no `model`")
+    body["model"] = request.match_info["deployment"]
+    b = await _behaviour(request, body)
+    if isinstance(b, web.Response):
+        return b
+    return await _chat(request, body, b)
+
+
+def _azure_error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps({"error": {"code": code, "message": message}}),
+                        content_type="application/json")
+
+
+async def _chat(request: web.Request, body: dict[str, Any], b: MockBehaviour) -> web.StreamResponse:
     rid = request.headers.get("x-gateway-request-id", "mock-request-0000")
     reply = mock_model.reply_text(b, body, [])
     attempt = request[_ATTEMPT]
@@ -107,6 +137,24 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return await mock_anthropic.messages(request, body, b, request[_ATTEMPT])
 
 
+async def gemini_generate(request: web.Request) -> web.StreamResponse:
+    """`/{version}/models/{model}:generateContent` and `:streamGenerateContent` (alt=sse)."""
+    model, _, method = request.match_info["call"].partition(":")
+    if method not in ("generateContent", "streamGenerateContent"):
+        return mock_gemini.error(404, f"Method {method!r} is not found for model {model!r}.")
+    stream = method == "streamGenerateContent"
+    if stream and request.query.get("alt") != "sse":
+        return mock_gemini.error(400, "the mock streams server-sent events only (alt=sse)")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return mock_gemini.error(400, "Invalid JSON payload received.")
+    b = await _behaviour(request, {"model": model}, mock_gemini.error)
+    if isinstance(b, web.Response):
+        return b
+    return await mock_gemini.generate(request, body, b, request[_ATTEMPT], model, stream)
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body, b = await _prepare(request)
     if isinstance(b, web.Response):
@@ -130,6 +178,9 @@ def build_mock_app() -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", anthropic_messages)  # Anthropic's wire format
+    app.router.add_post("/openai/deployments/{deployment}/chat/completions", azure_chat)  # Azure OpenAI's
+    app.router.add_post("/openai/v1/chat/completions", chat)
+    app.router.add_post("/{version}/models/{call}", gemini_generate)  # the Gemini API's
     app.router.add_get("/v1/models", models)
     app.router.add_get("/mock/stats", stats)
     return app

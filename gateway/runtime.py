@@ -35,10 +35,13 @@ from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock import MockUpstream
 from gateway.upstreams.anthropic import AnthropicUpstream
+from gateway.upstreams.azure_openai import AzureOpenAIUpstream
+from gateway.upstreams.gemini import GeminiUpstream
 from gateway.upstreams.openai import HttpPool, OpenAIUpstream
 
 # upstream `type` -> the class that speaks that API over HTTP (mock upstreams are in-process)
-HTTP_UPSTREAMS = {"openai": OpenAIUpstream, "anthropic": AnthropicUpstream}
+HTTP_UPSTREAMS = {"openai": OpenAIUpstream, "anthropic": AnthropicUpstream, "azure-openai": AzureOpenAIUpstream,
+                  "gemini": GeminiUpstream}
 
 log = logging.getLogger("gateway.runtime")
 

@@ -14,12 +14,14 @@ from gateway.routing import RouteConfig
 from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.anthropic import AnthropicUpstreamConfig
+from gateway.upstreams.azure_openai import AzureOpenAIUpstreamConfig
+from gateway.upstreams.gemini import GeminiUpstreamConfig
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
 
-UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig | AnthropicUpstreamConfig,
-                           Field(discriminator="type")]
+UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig | AnthropicUpstreamConfig
+                           | AzureOpenAIUpstreamConfig | GeminiUpstreamConfig, Field(discriminator="type")]
 
 
 class ServerSettings(BaseModel):

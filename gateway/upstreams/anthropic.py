@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.anthropic_wire import StreamTranslator, to_anthropic, to_completion
-from gateway.upstreams.base import UpstreamError, parse_object
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, _HttpStream
+from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream
 from gateway.upstreams.openai import http_url
 
 
@@ -58,46 +57,7 @@ class AnthropicUpstream(HttpUpstream):
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> TranslatedStream:
         payload = to_anthropic({**body, "stream": True}, model, self.cfg.default_max_tokens)
-        return TranslatedStream(await self._open_sse(ex, self._url, payload))
+        return TranslatedStream(await self._open_sse(ex, self._url, payload), StreamTranslator())
 
     async def embeddings(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
         raise UpstreamError("http_404", f"upstream {self.name!r} (Anthropic) has no embeddings API", status=404)
-
-
-class TranslatedStream:
-    """An Anthropic event stream read as chat-completion chunk payloads (what the relay consumes);
-    `saw_done` once `message_stop` arrived, the Messages API's end of a complete answer."""
-
-    def __init__(self, inner: _HttpStream) -> None:
-        self._inner = inner
-        self._tr = StreamTranslator()
-        self._out: list[bytes] = []
-
-    @property
-    def saw_done(self) -> bool:
-        return self._tr.done
-
-    def __aiter__(self) -> TranslatedStream:
-        return self
-
-    def _translate(self, payload: bytes) -> None:
-        for chunk in self._tr.feed(parse_object(payload, "a stream event")):
-            self._out.append(orjson.dumps(chunk))
-        if self._tr.done:
-            self._inner.saw_done = True  # nothing follows message_stop: the connection can be reused
-
-    async def __anext__(self) -> bytes:
-        while not self._out:
-            if self._tr.done:
-                raise StopAsyncIteration
-            self._translate(await anext(self._inner))
-        return self._out.pop(0)
-
-    def take_ready(self) -> list[bytes]:
-        for payload in self._inner.take_ready():
-            self._translate(payload)
-        out, self._out = self._out, []
-        return out
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

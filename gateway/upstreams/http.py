@@ -187,3 +187,43 @@ class _HttpStream:
         else:
             self._resp.close()  # unread data: the connection must not go back to the pool
         self._slots.release()
+
+
+class TranslatedStream:
+    """Another API's event stream read as chat-completion chunk payloads (what the relay consumes).
+    `translator.feed(event)` gives the chunks for one event; `translator.done` says the answer is
+    complete (Anthropic's message_stop, Gemini's finishReason), which is what `saw_done` reports."""
+
+    def __init__(self, inner: _HttpStream, translator) -> None:
+        self._inner = inner
+        self._tr = translator
+        self._out: list[bytes] = []
+
+    @property
+    def saw_done(self) -> bool:
+        return self._tr.done
+
+    def __aiter__(self) -> TranslatedStream:
+        return self
+
+    def _translate(self, payload: bytes) -> None:
+        for chunk in self._tr.feed(parse_object(payload, "a stream event")):
+            self._out.append(orjson.dumps(chunk))
+        if self._tr.done:
+            self._inner.saw_done = True  # nothing follows message_stop: the connection can be reused
+
+    async def __anext__(self) -> bytes:
+        while not self._out:
+            if self._tr.done:
+                raise StopAsyncIteration
+            self._translate(await anext(self._inner))
+        return self._out.pop(0)
+
+    def take_ready(self) -> list[bytes]:
+        for payload in self._inner.take_ready():
+            self._translate(payload)
+        out, self._out = self._out, []
+        return out
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -49,6 +49,9 @@ class MockBehaviour(BaseModel):
     # have the field: cached_tokens on OpenAI, cache_read/cache_creation_input_tokens on Anthropic)
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
+    # a provider-side safety block (mocks of providers that have one, e.g. Gemini): the prompt refused,
+    # or the answer stopped partway
+    blocked: Literal["prompt", "answer"] | None = None
 
     def merged(self, overrides: dict[str, Any] | None) -> MockBehaviour:
         if not overrides:
