@@ -1,7 +1,8 @@
 """`gateway mock-server`: the mock model behind a real HTTP server, in each provider's wire format:
 OpenAI (`/v1/chat/completions`, `/v1/embeddings`), Azure OpenAI (`/openai/deployments/{d}/chat/completions`,
 `/openai/v1/chat/completions`), Anthropic (`/v1/messages`, upstreams/mock_anthropic.py) and Gemini
-(`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, upstreams/mock_gemini.py).
+(`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, upstreams/mock_gemini.py) and
+Amazon Bedrock (`/model/{id}/converse` and `/converse-stream`, upstreams/mock_bedrock.py).
 
 Used by `gateway bench` as the upstream, by tests of the upstream types, and for demos. The
 behaviour comes from the model name, e.g. `echo`, `fixed?text=hi`, `echo?fail_status=429&fail_times=1`
@@ -18,7 +19,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.upstreams import mock_anthropic, mock_gemini, mock_model
+from gateway.upstreams import mock_anthropic, mock_bedrock, mock_gemini, mock_model
 from gateway.upstreams.mock_model import MockBehaviour
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
@@ -155,6 +156,16 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     return await mock_gemini.generate(request, body, b, request[_ATTEMPT], model, stream)
 
 
+async def bedrock_converse(request: web.Request) -> web.StreamResponse:
+    """`/model/{model}/converse` and `/model/{model}/converse-stream`."""
+    raw = await request.read()
+    b = await _behaviour(request, {"model": request.match_info["model"]}, mock_bedrock.error)
+    if isinstance(b, web.Response):
+        return b
+    stream = request.path.endswith("/converse-stream")
+    return await mock_bedrock.converse(request, raw, b, request[_ATTEMPT], stream)
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body, b = await _prepare(request)
     if isinstance(b, web.Response):
@@ -181,6 +192,8 @@ def build_mock_app() -> web.Application:
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", azure_chat)  # Azure OpenAI's
     app.router.add_post("/openai/v1/chat/completions", chat)
     app.router.add_post("/{version}/models/{call}", gemini_generate)  # the Gemini API's
+    app.router.add_post("/model/{model}/converse", bedrock_converse)  # Amazon Bedrock's
+    app.router.add_post("/model/{model}/converse-stream", bedrock_converse)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/mock/stats", stats)
     return app

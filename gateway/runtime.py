@@ -36,12 +36,13 @@ from gateway.upstreams.base import Upstream
 from gateway.upstreams.mock import MockUpstream
 from gateway.upstreams.anthropic import AnthropicUpstream
 from gateway.upstreams.azure_openai import AzureOpenAIUpstream
+from gateway.upstreams.bedrock import BedrockUpstream
 from gateway.upstreams.gemini import GeminiUpstream
 from gateway.upstreams.openai import HttpPool, OpenAIUpstream
 
 # upstream `type` -> the class that speaks that API over HTTP (mock upstreams are in-process)
 HTTP_UPSTREAMS = {"openai": OpenAIUpstream, "anthropic": AnthropicUpstream, "azure-openai": AzureOpenAIUpstream,
-                  "gemini": GeminiUpstream}
+                  "gemini": GeminiUpstream, "bedrock": BedrockUpstream}
 
 log = logging.getLogger("gateway.runtime")
 
@@ -164,6 +165,14 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
                 else:
                     warnings.append(f"{msg}; upstream skipped")
                 continue
+        missing = cfg.problems() if hasattr(cfg, "problems") else []  # what else the type needs (bedrock)
+        if missing:
+            for field_name, msg in missing:
+                if cfg.required:
+                    problems.append(f"{gw_doc.where(('upstreams', name, field_name))}: upstream {name!r}: {msg}")
+                else:
+                    warnings.append(f"upstream {name!r}: {msg}; upstream skipped")
+            continue
         upstreams[name] = HTTP_UPSTREAMS[cfg.type](name, cfg, pool, api_key)
 
     routes: dict[str, Route] = {}

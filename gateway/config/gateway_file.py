@@ -15,13 +15,15 @@ from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
 from gateway.upstreams.anthropic import AnthropicUpstreamConfig
 from gateway.upstreams.azure_openai import AzureOpenAIUpstreamConfig
+from gateway.upstreams.bedrock import BedrockUpstreamConfig
 from gateway.upstreams.gemini import GeminiUpstreamConfig
 from gateway.upstreams.mock import MockUpstreamConfig
 from gateway.tabular.config import TabularModelConfig
 from gateway.upstreams.openai import OpenAIUpstreamConfig
 
 UpstreamConfig = Annotated[MockUpstreamConfig | OpenAIUpstreamConfig | AnthropicUpstreamConfig
-                           | AzureOpenAIUpstreamConfig | GeminiUpstreamConfig, Field(discriminator="type")]
+                           | AzureOpenAIUpstreamConfig | GeminiUpstreamConfig | BedrockUpstreamConfig,
+                           Field(discriminator="type")]
 
 
 class ServerSettings(BaseModel):

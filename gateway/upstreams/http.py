@@ -65,20 +65,26 @@ class HttpUpstream:
     async def close(self) -> None:
         pass  # the pool is shared and closed by the app
 
-    async def _open_sse(self, ex: Exchange, url: str, payload: dict[str, Any]) -> _HttpStream:
+    async def _open_sse(self, ex: Exchange, url: str, payload: dict[str, Any], *,
+                        content_type: str = "text/event-stream", reader=None):
+        """An open stream; `reader(resp, slots, scrub)` reads another framing than server-sent events."""
         await self._slots.acquire()
         try:
             resp = await self._send(ex, url, payload)
             if resp.status != 200:
                 async with resp:
                     raise await self._http_error(resp)
-            if not resp.content_type.startswith("text/event-stream"):
+            if not resp.content_type.startswith(content_type):
                 resp.close()
                 raise UpstreamError("bad_response", f"upstream sent {resp.content_type!r}, not an event stream")
         except BaseException:
             self._slots.release()
             raise
-        return _HttpStream(resp, self._slots, self._scrub)
+        return (reader or _HttpStream)(resp, self._slots, self._scrub)
+
+    def _signed(self, url: str, data: bytes) -> dict[str, str]:
+        """Headers that depend on the exact request (a signature); none by default."""
+        return {}
 
     # ---- plumbing -------------------------------------------------------------------------------
     async def _post_json(self, ex: Exchange, url: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -96,13 +102,12 @@ class HttpUpstream:
         return parse_object(raw, "an answer")
 
     async def _send(self, ex: Exchange, url: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
-        headers = {**self._headers, "x-gateway-request-id": ex.id}
+        data = orjson.dumps(payload)
+        headers = {**self._headers, **self._signed(url, data), "x-gateway-request-id": ex.id}
         if ex.trace is not None:
             headers["traceparent"] = ex.trace.upstream_traceparent()
         try:
-            return await self._pool.get().post(
-                url, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
-            )
+            return await self._pool.get().post(url, data=data, headers=headers, timeout=self._timeout)
         except TimeoutError:
             raise UpstreamError("timeout", f"upstream {self.name!r} did not answer in time") from None
         except aiohttp.ClientConnectorError as e:
@@ -117,7 +122,8 @@ class HttpUpstream:
             raw = b""
         message = f"upstream answered HTTP {resp.status}"
         try:
-            err = orjson.loads(raw).get("error")
+            body = orjson.loads(raw)
+            err = body.get("error", body.get("message"))  # AWS puts the message at the top level
             detail = err.get("message") if isinstance(err, dict) else err
             if isinstance(detail, str) and detail:
                 message += f": {detail}"

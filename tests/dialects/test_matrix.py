@@ -1,6 +1,6 @@
 """Every ingress dialect against every upstream type, streamed and not, with the official SDKs:
 chat completions (`openai`), Responses (`openai`), Messages (`anthropic`) x the in-process mock, and
-the mock server speaking OpenAI, Azure OpenAI, Anthropic and Gemini. Each cell sends a text turn and a
+the mock server speaking OpenAI, Azure OpenAI, Anthropic, Gemini and Bedrock Converse. Each cell sends a text turn and a
 tool round trip, and checks the ledger's usage is the upstream's own figures."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import json
 import anthropic
 import pytest
 
+from gateway.upstreams.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 from tests.helpers import ledger_row, openai_client, running_gateway, running_mock_server, write_policies
 
-EGRESS = ["mock", "openai", "azure", "anthropic", "gemini"]
+EGRESS = ["mock", "openai", "azure", "anthropic", "gemini", "bedrock"]
 INGRESS = ["chat", "responses", "messages"]
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -22,6 +23,8 @@ def gw(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for env in ("M_OPENAI", "M_AZURE", "M_ANTHROPIC", "M_GEMINI"):
         mp.setenv(env, "k-" + env.lower())
+    mp.setenv("M_AWS_ID", MOCK_ACCESS_KEY_ID)  # the mock verifies the SigV4 signature made with these
+    mp.setenv("M_AWS_SECRET", MOCK_SECRET_ACCESS_KEY)
     with running_mock_server() as mock:
         models = "\n".join(f"  {kind}-{up}: {{targets: [{{upstream: {up}, model: {kind}}}]}}"
                            for up in EGRESS for kind in ("echo", "tool"))
@@ -32,6 +35,8 @@ upstreams:
   azure: {{type: azure-openai, endpoint: "{mock.url}", api_key_env: M_AZURE}}
   anthropic: {{type: anthropic, base_url: "{mock.url}", api_key_env: M_ANTHROPIC}}
   gemini: {{type: gemini, base_url: "{mock.url}", api_key_env: M_GEMINI}}
+  bedrock: {{type: bedrock, region: us-east-1, endpoint_url: "{mock.url}", access_key_id_env: M_AWS_ID,
+            secret_access_key_env: M_AWS_SECRET}}
 models:
 {models}
 server: {{watch_interval_s: 0}}
