@@ -29,3 +29,14 @@ def content_text(content: Any) -> str:
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def first_image(messages: Any) -> str | None:
+    """The path of the first image part in chat `messages` (`messages[2].content[1]`), or None."""
+    for i, msg in enumerate(messages or ()):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    return f"messages[{i}].content[{j}]"
+    return None

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.checks.base import Action, OutputSegment
 from gateway.checks.pii import PSEUDONYMS
-from gateway.conversation import completion_text
+from gateway.conversation import completion_text, first_image
 from gateway.dialects import ANTHROPIC_MESSAGES, OPENAI_RESPONSES, Dialect
 from gateway.dialects.anthropic_messages import to_chat as anthropic_to_chat
 from gateway.errors import GatewayError, InvalidRequest
@@ -116,6 +116,10 @@ async def _begin(request: web.Request, endpoint: str, dialect: Dialect | None = 
     principal.check_model(ex.model)
     route = rt.router.get(ex.model)
     ex.routed = True
+    if not route.cfg.vision and endpoint == "chat.completions" and (where := first_image(body.get("messages"))):
+        at = where if dialect is None else f"{where} of the request in chat form"
+        raise InvalidRequest(f"Model {ex.model!r} does not take images (its route says `vision: false`); remove the "
+                             f"image at {at}.", param=where if dialect is None else None, code="images_not_supported")
     ex.stream = bool(body.get("stream"))
     if rt.metering and principal.scopes:
         await request.app[METER].admit(ex, rt, principal)

@@ -53,6 +53,9 @@ class RouteConfig(BaseModel):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     # The response cache on this route (gateway.yaml `cache:` turns it on): off, or another TTL.
     cache: RouteCache = Field(default_factory=RouteCache)
+    vision: bool = Field(default=True, description=(
+        "the route's models take images; false: a request with an image is refused with a 400 naming the "
+        "image, in the client's own API shape, instead of failing at (or being misread by) the upstream"))
 
 
 @dataclass(slots=True, frozen=True)

@@ -165,3 +165,20 @@ def test_judge_timeout_fails_closed_when_the_policy_says_so(gw):
     v = verdict(out.model_extra["gateway"], "faithfulness")
     assert v["status"] == "timeout" and v["action"] == "block"
     assert out.choices[0].finish_reason == "content_filter"
+
+
+def test_hold_mode_on_translated_streams_responses_and_messages(gw):
+    """The same hold check on a stream re-rendered for a Responses and for a Messages client."""
+    import anthropic
+
+    with client(gw, "hold").responses.stream(model="liar", input=Q[-1]["content"], extra_body=CTX) as s:
+        events = list(s)
+    final = events[-1].response
+    assert events[-1].type == "response.incomplete" and final.incomplete_details.reason == "content_filter"
+    assert final.output_text.strip() == "The Eiffel Tower is 330 metres tall." and "Napoleon" not in final.output_text
+    assert verdict(final.model_extra["gateway"], "faithfulness")["action"] == "block"
+    c = anthropic.Anthropic(base_url=gw.url, api_key=KEYS["hold"], max_retries=0)
+    with c.messages.stream(model="liar", max_tokens=200, messages=[Q[-1]], extra_body=CTX) as s:
+        message = s.get_final_message()
+    assert message.stop_reason == "refusal" and "Napoleon" not in message.content[0].text
+    assert message.content[0].text.strip() == "The Eiffel Tower is 330 metres tall."

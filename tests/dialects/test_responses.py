@@ -41,6 +41,7 @@ server: {{watch_interval_s: 0}}
 STRICT = """
 request:
   - {type: denylist, name: off-limits, action: block, words: [nightingale]}
+  - {type: pii, name: pii, mode: regex, entities: {EMAIL_ADDRESS: pseudonymize}}
 response:
   - {type: denylist, name: no-leaks, action: block, words: [classified], stream: hold}
 """
@@ -165,6 +166,15 @@ def test_guardrails_and_errors_in_this_dialect(client):
     with client.responses.stream(model="cut", input="one two three four five six") as s:
         events = list(s)  # a cut stream ends with response.failed, never silently
     assert events[-1].type == "response.failed" and events[-1].response.error.message
+
+
+def test_pii_pseudonyms_are_restored_in_a_responses_stream(client):
+    with client.responses.stream(model="echo", input="please write to ada.l@example.com today") as s:
+        deltas = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        final = s.get_final_response()
+    assert deltas == final.output_text == "please write to ada.l@example.com today"
+    (pii,) = [v for v in final.model_extra["gateway"]["verdicts"] if v["check"] == "pii"]
+    assert pii["action"] == "redact"  # the upstream saw a pseudonym; the client gets the address back
 
 
 @pytest.mark.parametrize("body, param", [
@@ -305,3 +315,30 @@ def test_rechunked_streams_render_the_same_response_as_the_non_streamed_form():
         assert got["output"] == want["output"] and got["status"] == "completed" == want["status"]
         assert got["usage"] == want["usage"] and got["id"] == want["id"]
         assert openai.types.responses.Response.model_validate(got).output_text == text
+
+
+def test_images_to_a_model_without_vision_are_400_in_each_dialect(tmp_path):
+    import anthropic
+
+    root = write_policies(tmp_path, """
+    upstreams: {mock: {type: mock}}
+    models: {text-only: {targets: [{upstream: mock, model: echo}], vision: false}}
+    server: {watch_interval_s: 0}
+    """)
+    image = "data:image/png;base64,iVBORw0KGgo="
+    with running_gateway(root) as gw:
+        c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="text-only", messages=[{"role": "user", "content": [
+                {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": image}}]}])
+        assert e.value.body["code"] == "images_not_supported" and e.value.body["param"] == "messages[0].content[1]"
+        with pytest.raises(openai.BadRequestError):
+            c.responses.create(model="text-only", input=[{"role": "user", "content": [
+                {"type": "input_image", "image_url": image}]}])
+        with pytest.raises(anthropic.BadRequestError) as e:
+            anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0).messages.create(
+                model="text-only", max_tokens=10, messages=[{"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}])
+        assert e.value.body["error"]["code"] == "images_not_supported"
+        assert c.chat.completions.create(model="text-only", messages=[{"role": "user", "content": "hi"}]) \
+            .choices[0].message.content == "hi"

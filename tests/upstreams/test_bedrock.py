@@ -52,6 +52,29 @@ def gw(tmp_path_factory):
     mp.undo()
 
 
+def test_the_mock_wire_format_parses_with_botocores_own_bedrock_runtime_client():
+    """AWS's published service model and parsers (botocore) read the mock's JSON and event stream,
+    and the mock accepts botocore's own signatures: the mock is faithful to what the gateway meets."""
+    import botocore.exceptions
+    import botocore.session
+
+    with running_mock_server() as mock:
+        c = botocore.session.get_session().create_client(
+            "bedrock-runtime", region_name="us-east-1", endpoint_url=mock.url, aws_access_key_id=MOCK_ACCESS_KEY_ID,
+            aws_secret_access_key=MOCK_SECRET_ACCESS_KEY)
+        r = c.converse(modelId="echo?cache_read_tokens=1", messages=[{"role": "user", "content": [{"text": "hi there"}]}])
+        assert r["output"]["message"]["content"] == [{"text": "hi there"}] and r["stopReason"] == "end_turn"
+        assert r["usage"]["cacheReadInputTokens"] == 1
+        stream = c.converse_stream(modelId="tool", messages=[{"role": "user", "content": [{"text": "Oslo"}]}],
+                                   toolConfig={"tools": [{"toolSpec": {"name": "w", "inputSchema": {"json": {
+                                       "type": "object", "properties": {"city": {"type": "string"}}}}}}]})
+        events = [next(iter(e)) for e in stream["stream"]]
+        assert events[0] == "messageStart" and events[-2:] == ["messageStop", "metadata"]
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.converse(modelId="echo?fail_status=400", messages=[{"role": "user", "content": [{"text": "x"}]}])
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
 def chat(gw, model: str, text: str = "one two three", **kw):
     return openai_client(gw).chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **kw)
 
