@@ -1,5 +1,5 @@
-"""What translating the Anthropic Messages dialect costs per request, in process (issue #14):
-request -> chat form, completion -> Messages answer, and re-rendering a 61-chunk stream.
+"""What translating the Anthropic Messages and OpenAI Responses dialects costs per request, in process
+(issue #14): request -> chat form, completion -> the dialect's answer, re-rendering a 61-chunk stream.
 
     .venv/bin/python benchmarks/dialect_bench.py
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 import timeit
 
 from gateway.dialects import anthropic_messages as am
+from gateway.dialects import responses as rs
 from gateway.dialects.anthropic_stream import AnthropicStream
+from gateway.dialects.responses_stream import ResponsesStream
 from gateway.exchange import Exchange
 from gateway.metering.usage import Usage
 
@@ -36,6 +38,20 @@ def main() -> None:
     print(f"to_chat (100-word prompt): {to_chat:.1f} us")
     print(f"from_chat (60-word answer): {from_chat:.1f} us")
     print(f"stream of 61 chunks re-rendered: {rendered:.1f} us ({rendered / len(chunks):.2f} us per chunk)")
+
+    rbody = {"model": "m", "instructions": "You are a helpful assistant.", "input": "word " * 100}
+    ex.client_body = rbody
+
+    def rstream() -> None:
+        render = ResponsesStream(ex, 150)
+        b"".join(render.feed(c) for c in chunks)
+        render.finish({})
+
+    r_to = timeit.timeit(lambda: rs.to_chat(dict(rbody), []), number=n) / n * 1e6
+    r_from = timeit.timeit(lambda: rs.from_chat(completion, ex), number=n) / n * 1e6
+    r_stream = timeit.timeit(rstream, number=2000) / 2000 * 1e6
+    print(f"responses to_chat: {r_to:.1f} us, from_chat: {r_from:.1f} us, stream of 61 chunks: {r_stream:.1f} us "
+          f"({r_stream / len(chunks):.2f} us per chunk)")
 
 
 if __name__ == "__main__":
