@@ -1,5 +1,5 @@
 """`gateway mock-server`: the mock model behind a real HTTP server, in each provider's wire format:
-OpenAI (`/v1/chat/completions`, `/v1/embeddings`), Azure OpenAI (`/openai/deployments/{d}/chat/completions`,
+OpenAI (`/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`), Azure OpenAI (`/openai/deployments/{d}/chat/completions`,
 `/openai/v1/chat/completions`), Anthropic (`/v1/messages`, upstreams/mock_anthropic.py) and Gemini
 (`/v1beta/models/{model}:generateContent` and `:streamGenerateContent`, upstreams/mock_gemini.py) and
 Amazon Bedrock (`/model/{id}/converse` and `/converse-stream`, upstreams/mock_bedrock.py).
@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.upstreams import mock_anthropic, mock_bedrock, mock_gemini, mock_model
+from gateway.upstreams import mock_anthropic, mock_bedrock, mock_gemini, mock_model, mock_responses
 from gateway.upstreams.mock_model import MockBehaviour
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
@@ -166,6 +166,13 @@ async def bedrock_converse(request: web.Request) -> web.StreamResponse:
     return await mock_bedrock.converse(request, raw, b, request[_ATTEMPT], stream)
 
 
+async def openai_responses(request: web.Request) -> web.StreamResponse:
+    body, b = await _prepare(request)
+    if isinstance(b, web.Response):
+        return b
+    return await mock_responses.respond(request, body, b, request[_ATTEMPT])
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body, b = await _prepare(request)
     if isinstance(b, web.Response):
@@ -189,6 +196,7 @@ def build_mock_app() -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", anthropic_messages)  # Anthropic's wire format
+    app.router.add_post("/v1/responses", openai_responses)  # OpenAI's Responses API
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", azure_chat)  # Azure OpenAI's
     app.router.add_post("/openai/v1/chat/completions", chat)
     app.router.add_post("/{version}/models/{call}", gemini_generate)  # the Gemini API's

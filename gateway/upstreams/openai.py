@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, _HttpStream
+from gateway.upstreams import responses_wire
+from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream, _HttpStream
 
 __all__ = ["HttpPool", "OpenAIUpstream", "OpenAIUpstreamConfig", "Timeouts", "http_url", "check_answer"]
 
@@ -34,6 +35,9 @@ class OpenAIUpstreamConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     # Ask for usage on streams (stream_options.include_usage); off for servers that reject it.
     stream_usage: bool = True
+    api: Literal["chat", "responses"] = Field(default="chat", description=(
+        "chat: /chat/completions; responses: OpenAI's /responses (for models served only there, e.g. "
+        "o3-pro and the codex models); every client dialect is translated to it, with store: false"))
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
@@ -55,8 +59,14 @@ class OpenAIUpstream(HttpUpstream):
         super().__init__(name, pool, api_key, headers, cfg.timeouts, cfg.max_connections)
         self.cfg = cfg
         self.stream_usage = cfg.stream_usage
+        self.responses_api = cfg.api == "responses"
+        if self.responses_api:
+            self.stream_usage = False  # response.completed always carries usage
 
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.responses_api:
+            data = await self._post_json(ex, self.cfg.base_url + "/responses", responses_wire.to_responses(body, model))
+            return responses_wire.to_completion(data, ex.id, model)
         return check_answer(await self._post_json(ex, self.cfg.base_url + "/chat/completions",
                                                   {**body, "model": model}), "choices")
 
@@ -64,5 +74,9 @@ class OpenAIUpstream(HttpUpstream):
         return check_answer(await self._post_json(ex, self.cfg.base_url + "/embeddings", {**body, "model": model}),
                             "data")
 
-    async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _HttpStream:
+    async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _HttpStream | TranslatedStream:
+        if self.responses_api:
+            payload = responses_wire.to_responses({**body, "stream": True}, model)
+            return TranslatedStream(await self._open_sse(ex, self.cfg.base_url + "/responses", payload),
+                                    responses_wire.StreamTranslator(ex.id, model))
         return await self._open_sse(ex, self.cfg.base_url + "/chat/completions", {**body, "model": model})

@@ -1,6 +1,6 @@
 """Every ingress dialect against every upstream type, streamed and not, with the official SDKs:
 chat completions (`openai`), Responses (`openai`), Messages (`anthropic`) x the in-process mock, and
-the mock server speaking OpenAI, Azure OpenAI, Anthropic, Gemini and Bedrock Converse. Each cell sends a text turn and a
+the mock server speaking OpenAI (chat completions and the Responses API), Azure OpenAI, Anthropic, Gemini and Bedrock Converse. Each cell sends a text turn and a
 tool round trip, and checks the ledger's usage is the upstream's own figures."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from gateway.upstreams.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 from tests.helpers import ledger_row, openai_client, running_gateway, running_mock_server, write_policies
 
-EGRESS = ["mock", "openai", "azure", "anthropic", "gemini", "bedrock"]
+EGRESS = ["mock", "openai", "openai-responses", "azure", "anthropic", "gemini", "bedrock"]
 INGRESS = ["chat", "responses", "messages"]
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -32,6 +32,7 @@ def gw(tmp_path_factory):
 upstreams:
   mock: {{type: mock}}
   openai: {{type: openai, base_url: "{mock.url}/v1", api_key_env: M_OPENAI}}
+  openai-responses: {{type: openai, base_url: "{mock.url}/v1", api_key_env: M_OPENAI, api: responses}}
   azure: {{type: azure-openai, endpoint: "{mock.url}", api_key_env: M_AZURE}}
   anthropic: {{type: anthropic, base_url: "{mock.url}", api_key_env: M_ANTHROPIC}}
   gemini: {{type: gemini, base_url: "{mock.url}", api_key_env: M_GEMINI}}

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway.cache.replay import StreamAssembler
-from gateway.upstreams import anthropic_wire, bedrock_wire, gemini_wire
+from gateway.upstreams import anthropic_wire, bedrock_wire, gemini_wire, responses_wire
 from gateway.upstreams.bedrock import EventStreamReader
 from gateway.upstreams.http import TranslatedStream, _HttpStream
 from gateway.upstreams.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
@@ -27,6 +27,10 @@ def _record(mock, wire: str, mode: str) -> bytes:
         body = {"model": mode, "stream": True, "stream_options": {"include_usage": True},
                 "messages": [{"role": "user", "content": text}], "tools": TOOLS_OPENAI}
         r = httpx.post(mock.url + "/v1/chat/completions", json=body)
+    elif wire == "responses":
+        body = {"model": mode, "stream": True, "store": False, "input": text, "tools": [
+            {"type": "function", "name": "f", "parameters": TOOLS_OPENAI[0]["function"]["parameters"]}]}
+        r = httpx.post(mock.url + "/v1/responses", json=body, headers={"Authorization": "Bearer k"})
     elif wire == "anthropic":
         body = {"model": mode, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": text}],
                 "tools": [{"name": "f", "input_schema": TOOLS_OPENAI[0]["function"]["parameters"]}]}
@@ -54,7 +58,8 @@ def _record(mock, wire: str, mode: str) -> bytes:
 @pytest.fixture(scope="module")
 def recorded():
     with running_mock_server() as mock:
-        return {(w, m): _record(mock, w, m) for w in ("openai", "anthropic", "gemini", "bedrock") for m in ("echo", "tool")}
+        return {(w, m): _record(mock, w, m) for w in ("openai", "responses", "anthropic", "gemini", "bedrock")
+                for m in ("echo", "tool")}
 
 
 class _Content:
@@ -80,6 +85,8 @@ def _stream(wire: str, pieces: list[bytes]):
     resp, slots = _Resp(pieces), asyncio.Semaphore(1)
     if wire == "openai":
         return _HttpStream(resp, slots, str)
+    if wire == "responses":
+        return TranslatedStream(_HttpStream(resp, slots, str), responses_wire.StreamTranslator("gw-1", "m"))
     if wire == "anthropic":
         return TranslatedStream(_HttpStream(resp, slots, str), anthropic_wire.StreamTranslator())
     if wire == "gemini":
@@ -102,7 +109,7 @@ def _completion(wire: str, pieces: list[bytes]) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["echo", "tool"])
-@pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini", "bedrock"])
+@pytest.mark.parametrize("wire", ["openai", "responses", "anthropic", "gemini", "bedrock"])
 def test_streams_split_at_every_byte_boundary_translate_the_same(recorded, wire, mode):
     raw = recorded[(wire, mode)]
     want = _completion(wire, [raw])
@@ -112,3 +119,16 @@ def test_streams_split_at_every_byte_boundary_translate_the_same(recorded, wire,
     assert _completion(wire, [raw[i:i + 1] for i in range(len(raw))]) == want
     for k in range(1, len(raw)):
         assert _completion(wire, [raw[:k], raw[k:]]) == want, k
+
+
+def test_the_responses_mock_parses_with_the_openai_sdk():
+    import openai
+
+    with running_mock_server() as mock:
+        c = openai.OpenAI(base_url=mock.url + "/v1", api_key="k", max_retries=0)
+        r = c.responses.create(model="echo", input="hello there", store=False)
+        assert r.output_text == "hello there" and r.usage.output_tokens == 2
+        with c.responses.stream(model="tool", input="Oslo", tools=[{"type": "function", "name": "f", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string"}}}}]) as s:
+            final = s.get_final_response()
+        assert final.output[0].type == "function_call" and final.output[0].arguments == '{"city":"Oslo"}'
