@@ -487,6 +487,7 @@ def build_app(
     app.router.add_post("/v1/messages/count_tokens", proxy.anthropic_count_tokens)
     app.router.add_post("/v1/responses", proxy.responses)
     app.router.add_get("/v1/responses/{id}", proxy.get_response)
+    app.router.add_get("/v1/responses/{id}/input_items", proxy.response_input_items)
     app.router.add_delete("/v1/responses/{id}", proxy.delete_response)
     app.router.add_post("/v1/embeddings", proxy.embeddings)
     app.router.add_get("/v1/models", proxy.list_models)

@@ -348,6 +348,35 @@ async def get_response(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(response), content_type="application/json")
 
 
+async def response_input_items(request: web.Request) -> web.Response:
+    """`GET /v1/responses/{id}/input_items`: the stored response's input, paginated like OpenAI's list
+    (`order` desc by default, `limit` 1-100, `after` an item id)."""
+    rt: Runtime = request.app[HOLDER].current
+    principal = rt.keys.authenticate(credential(request, OPENAI_RESPONSES))
+    q = request.query
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("`order` must be asc or desc.", param="order")
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("`limit` must be an integer from 1 to 100.", param="limit")
+    items = await request.app[RESPONSES].input_items(request.match_info["id"], principal.name)
+    if order == "desc":
+        items = items[::-1]
+    if (after := q.get("after")) is not None:
+        ids = [i.get("id") for i in items]
+        if after not in ids:
+            raise InvalidRequest(f"`after`: no input item {after!r} in this response.", param="after")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    body = {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
 async def delete_response(request: web.Request) -> web.Response:
     rt: Runtime = request.app[HOLDER].current
     principal = rt.keys.authenticate(credential(request, OPENAI_RESPONSES))

@@ -50,7 +50,8 @@ PER_EXAMPLE = 3  # requests sent per hypothesis example
 
 ROUTES = [
     ("POST", "/v1/chat/completions"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
-    ("POST", "/v1/responses"), ("GET", "/v1/responses/{name}"), ("DELETE", "/v1/responses/{name}"),
+    ("POST", "/v1/responses"), ("GET", "/v1/responses/{name}"), ("GET", "/v1/responses/{name}/input_items"),
+    ("DELETE", "/v1/responses/{name}"),
     ("POST", "/v1/embeddings"), ("GET", "/v1/models"),
     ("GET", "/v1/prompts"), ("GET", "/v1/prompts/{name}"), ("POST", "/v1/feedback"), ("GET", "/v1/experiments"),
     ("GET", "/v1/experiments/{name}"), ("POST", "/v1/tabular/{name}/predict"), ("POST", "/v1/tabular/{name}/feedback"),

@@ -55,7 +55,8 @@ async def _responses_to_chat(app: web.Application, ex, body: dict[str, Any]) -> 
 async def _keep_response(app: web.Application, ex, response: dict[str, Any]) -> None:
     conversation = ex.state.get(_CONVERSATION)
     if conversation is not None and response.get("status") in ("completed", "incomplete"):
-        await app[RESPONSES].keep(ex.key_name or "", response, conversation + responses.history_turn(response))
+        await app[RESPONSES].keep(ex.key_name or "", response, conversation + responses.history_turn(response),
+                                  responses.input_items(ex.client_body or {}, ex.id))
 
 
 def _openai_error(err: GatewayError) -> dict[str, Any]:

@@ -433,3 +433,22 @@ def stream_failure(ex, message: str, kind: str) -> dict[str, Any]:
     out["error"] = {"code": "server_error", "message": message}
     out["usage"] = usage_fields(ex.usage)
     return out
+
+
+def input_items(body: dict[str, Any], request_id: str) -> list[dict[str, Any]]:
+    """A request's `input` as the items `GET /v1/responses/{id}/input_items` lists, each with an id."""
+    raw = body.get("input")
+    items = [{"role": "user", "content": raw}] if isinstance(raw, str) else list(raw or ())
+    out = []
+    for i, item in enumerate(items):
+        item = dict(item)
+        kind = item.setdefault("type", "message")
+        if kind == "message":
+            if isinstance(item.get("content"), str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"]}]
+            item.setdefault("status", "completed")
+        prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}.get(kind, "item")
+        item.setdefault("id", f"{prefix}_{request_id.removeprefix('gw-')}in{i:02d}")
+        out.append(item)
+    return out

@@ -90,15 +90,23 @@ class StoredResponses:
                                type="invalid_request_error", code="response_not_found")
         return record["response"]
 
-    async def keep(self, owner: str, response: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """Store a finished response; a failing store is logged and counted, and the client still gets
-        its answer (a later continuation of it then gets a clear 400)."""
-        value = orjson.dumps({"owner": owner, "response": response, "history": history})
+    async def keep(self, owner: str, response: dict[str, Any], history: list[dict[str, Any]],
+                   items: list[dict[str, Any]] | None = None) -> None:
+        """Store a finished response (`items`: its request's input, for input_items); a failing store is
+        logged and counted, and the client still gets its answer (a continuation then gets a clear 400)."""
+        value = orjson.dumps({"owner": owner, "response": response, "history": history, "input": items or []})
         try:
             await self.backend.put(response["id"], value, self.settings.ttl_s)
         except Exception as e:
             self.on_error()
             log.warning("response %s not stored: store unavailable (%s)", response["id"], type(e).__name__)
+
+    async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]]:
+        record = await self._record(response_id, owner)
+        if record is None:
+            raise GatewayError(f"Response with id {response_id!r} not found.", status=404,
+                               type="invalid_request_error", code="response_not_found")
+        return record.get("input") or []
 
     async def delete(self, response_id: str, owner: str) -> None:
         if await self._record(response_id, owner) is None:

@@ -128,6 +128,14 @@ def test_previous_response_id_continues_the_conversation(gw, client):
         third = s.get_final_response()
     assert third.usage.input_tokens > second.usage.input_tokens
     assert client.responses.retrieve(third.id).output_text == "And again?"
+    items = list(client.responses.input_items.list(second.id, order="asc"))
+    assert [(i.type, i.role, i.content[0].text) for i in items] == [("message", "user", "What is my name?")]
+    tool_items = [{"role": "user", "content": "a"}, {"role": "user", "content": [{"type": "input_text", "text": "b"}]}]
+    fourth = client.responses.create(model="echo", input=tool_items)
+    page = client.responses.input_items.list(fourth.id, limit=1)
+    assert [i.content[0].text for i in page.data] == ["b"] and page.has_more  # newest first by default
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="other-secret", max_retries=0).responses.input_items.list(fourth.id)
 
 
 def test_stored_responses_are_per_key_and_store_false_is_honoured(gw, client):
