@@ -311,3 +311,23 @@ def validate_embeddings(body: dict[str, Any]) -> None:
     if isinstance(inp, list) and len(inp) > 2048:
         raise InvalidRequest("`input` may hold at most 2048 items.", param="input")
     _params(body, EMBEDDING_PARAMS)
+
+
+# ---- shared by the ingress dialects (gateway/dialects/) --------------------------------------------
+def untranslatable(where: str, what: str) -> InvalidRequest:
+    """A field of another API that the gateway's internal (chat-completions) form cannot carry."""
+    return InvalidRequest(f"`{where}`: {what} has no counterpart in the gateway's internal chat form, so it cannot "
+                          "be passed to any upstream; remove it.", param=where)
+
+
+def obj(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise InvalidRequest(f"`{where}` must be an object.", param=where)
+    return v
+
+
+def only(item: dict[str, Any], where: str, allowed: set[str], kind: str = "item", ignored: tuple[str, ...] = ()) -> None:
+    """Every key of `item` is in `allowed` (or `ignored`: accepted hints without effect)."""
+    for key in item:
+        if key not in allowed and key not in ignored:
+            raise InvalidRequest(f"`{where}.{key}` is not a field of this {kind} type.", param=f"{where}.{key}")

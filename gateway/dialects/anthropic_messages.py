@@ -3,8 +3,9 @@
 `to_chat` is strict: every field either has an exact chat-completions meaning or is refused with a
 400 naming it by its Anthropic path (`messages[2].content[0].type`), so nothing a client sent is
 dropped unseen. Two hints are accepted without effect, because they cannot change an answer:
-`cache_control` (prompt-caching breakpoints; OpenAI-compatible servers cache prefixes on their own)
-and `service_tier` ("auto"/"standard_only": there is one tier). `from_chat` renders a completion
+`cache_control` (prompt-caching breakpoints: OpenAI-style servers cache prefixes on their own; an
+`anthropic` upstream then caches nothing, since the breakpoints do not survive the chat form) and
+`service_tier` ("auto"/"standard_only": there is one tier). `from_chat` renders a completion
 as an Anthropic `message`; the stream form is in anthropic_stream.py.
 """
 
@@ -15,13 +16,13 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailure
-from gateway.validation import integer, number, one_of, string
+from gateway.validation import integer, number, obj, one_of, only, string, untranslatable
 
 NAME = "messages"  # the ledger's `endpoint` and the metrics' label for this dialect
 
 _TOP = {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
         "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "output_config", "cache_control"}
-# Anthropic features with no counterpart on an OpenAI-compatible upstream: refused by name.
+# Anthropic features with no counterpart in the internal chat form: refused by name.
 _NO_COUNTERPART = {
     "container": "code-execution containers", "mcp_servers": "MCP servers run by the provider",
     "context_management": "server-side context editing", "inference_geo": "inference regions",
@@ -31,21 +32,12 @@ _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool
                  "content_filter": "refusal"}
 
 
-def _refuse(where: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{where}`: {what} cannot be translated for this gateway's OpenAI-compatible "
-                          "upstreams; remove it.", param=where)
+_refuse = untranslatable
+_obj = obj
 
 
-def _obj(v: Any, where: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise InvalidRequest(f"`{where}` must be an object.", param=where)
-    return v
-
-
-def _only(block: dict[str, Any], where: str, allowed: set[str]) -> None:
-    for key in block:
-        if key not in allowed and key != "cache_control":
-            raise InvalidRequest(f"`{where}.{key}` is not a field of this block type.", param=f"{where}.{key}")
+def _only(item: dict[str, Any], where: str, allowed: set[str]) -> None:
+    only(item, where, allowed, "block", ignored=("cache_control",))
 
 
 # ---- request -----------------------------------------------------------------------------------

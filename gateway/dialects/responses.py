@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.validation import boolean, integer, number, one_of, string
+from gateway.validation import boolean, integer, number, obj, one_of, only, string, untranslatable
 
 NAME = "responses"  # the ledger's `endpoint` and the metrics' label for this dialect
 
@@ -38,21 +38,12 @@ _NO_COUNTERPART = {
 _HARMLESS_INCLUDES = {"reasoning.encrypted_content"}
 
 
-def _refuse(where: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{where}`: {what} cannot be translated for this gateway's chat-completions "
-                          "upstreams; remove it.", param=where)
-
-
-def _obj(v: Any, where: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise InvalidRequest(f"`{where}` must be an object.", param=where)
-    return v
+_refuse = untranslatable
+_obj = obj
 
 
 def _only(item: dict[str, Any], where: str, allowed: set[str]) -> None:
-    for key in item:
-        if key not in allowed:
-            raise InvalidRequest(f"`{where}.{key}` is not a field of this item type.", param=f"{where}.{key}")
+    only(item, where, allowed, "item")
 
 
 # ---- request -----------------------------------------------------------------------------------

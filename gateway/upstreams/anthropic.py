@@ -9,28 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.anthropic_wire import StreamTranslator, to_anthropic, to_completion
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream
+from gateway.upstreams.http import HttpPool, HttpUpstream, HttpUpstreamSettings, TranslatedStream
 from gateway.upstreams.openai import http_url
 
 
-class AnthropicUpstreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AnthropicUpstreamConfig(HttpUpstreamSettings):
     type: Literal["anthropic"]
     base_url: str = "https://api.anthropic.com"
     api_key_env: str | None = Field(default="ANTHROPIC_API_KEY", description="env var holding the API key")
-    required: bool = Field(default=True, description="if false and the key's env var is unset, the upstream is skipped")
     anthropic_version: str = Field(default="2023-06-01", min_length=1, description="the anthropic-version header")
     beta: list[str] = Field(default_factory=list, description="anthropic-beta features to turn on")
     default_max_tokens: int = Field(default=4096, ge=1, le=1_000_000, description=(
         "max_tokens for requests that set none (the Messages API requires it; chat clients often omit it)"))
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("base_url")
     @classmethod

@@ -17,6 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.wire import Provider, add_turn, counter, message_text
 
 # chat fields with no Messages API counterpart
 _REFUSED = {
@@ -37,14 +38,8 @@ _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "t
          "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
 
 
-def _refuse(field: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{field}`: {what} cannot be sent to an Anthropic upstream; remove it.", param=field)
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+ANTHROPIC = Provider("an Anthropic", _REFUSED, _HARMLESS, _KNOWN)
+_refuse = ANTHROPIC.refuse
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -69,40 +64,19 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _arguments(raw: str, where: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"`{where}` must be a JSON object to be sent to an Anthropic upstream (tool inputs "
-                             "are objects there).", param=where)
-    return value
-
-
 def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int) -> dict[str, Any]:
     """The Messages API request for a chat body."""
-    for key, value in body.items():
-        if key in _REFUSED:
-            if value is not None and value != _HARMLESS.get(key, None):
-                raise _refuse(key, _REFUSED[key])
-        elif key not in _KNOWN:
-            raise _refuse(key, f"the chat field {key!r}")
+    ANTHROPIC.check_fields(body)
     system: list[str] = []
     turns: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return  # an empty turn is refused by the Messages API; it says nothing anyway
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        add_turn(turns, role, blocks)
 
     for i, msg in enumerate(body.get("messages") or ()):
         role, where = msg.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            system.append(_text(msg.get("content")))
+            system.append(message_text(msg.get("content")))
         elif role == "user":
             add("user", _blocks(msg.get("content"), where))
         elif role == "assistant":
@@ -110,11 +84,11 @@ def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int) -> d
             for k, call in enumerate(msg.get("tool_calls") or ()):
                 fn = call.get("function") or {}
                 blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
-                               "input": _arguments(fn.get("arguments"), f"{where}.tool_calls[{k}].function.arguments")})
+                               "input": ANTHROPIC.arguments(fn.get("arguments"), f"{where}.tool_calls[{k}].function.arguments")})
             add("assistant", blocks)
         elif role == "tool":
             add("user", [{"type": "tool_result", "tool_use_id": msg.get("tool_call_id"),
-                          "content": _text(msg.get("content"))}])
+                          "content": message_text(msg.get("content"))}])
         else:
             raise _refuse(f"{where}.role", f"the role {role!r}")
     out: dict[str, Any] = {"model": model, "messages": turns,
@@ -187,9 +161,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 # ---- answers -------------------------------------------------------------------------------------
 def usage_to_openai(usage: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage (input excludes cache reads and writes) as OpenAI usage (prompt includes them)."""
-    def n(key: str) -> int:
-        v = usage.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+    n = counter(usage)
     read, written = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
     prompt = n("input_tokens") + read + written
     return {"prompt_tokens": prompt, "completion_tokens": n("output_tokens"),

@@ -11,15 +11,14 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.exchange import Exchange
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, _HttpStream
+from gateway.upstreams.http import HttpPool, HttpUpstream, HttpUpstreamSettings, _HttpStream
 from gateway.upstreams.openai import check_answer, http_url
 
 
-class AzureOpenAIUpstreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AzureOpenAIUpstreamConfig(HttpUpstreamSettings):
     type: Literal["azure-openai"]
     endpoint: str = Field(description="https://<resource>.openai.azure.com (or your API Management gateway)")
     api_version: str = Field(default="2024-10-21", min_length=1, description=(
@@ -27,11 +26,7 @@ class AzureOpenAIUpstreamConfig(BaseModel):
     api_key_env: str | None = Field(default="AZURE_OPENAI_API_KEY", description="env var holding the key")
     auth: Literal["api-key", "bearer"] = Field(default="api-key", description=(
         "api-key: the resource key in the api-key header; bearer: an Entra ID access token as Authorization"))
-    required: bool = Field(default=True, description="if false and the key's env var is unset, the upstream is skipped")
-    headers: dict[str, str] = Field(default_factory=dict)
     stream_usage: bool = Field(default=True, description="ask for usage on streams (api-version 2024-09-01 and later)")
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("endpoint")
     @classmethod

@@ -11,7 +11,6 @@ gateway.yaml field and env var, never a request failing at the provider.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 from typing import Any, Literal
 from urllib.parse import quote
@@ -19,19 +18,18 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import yarl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.bedrock_wire import StreamTranslator, to_completion, to_converse
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream
+from gateway.upstreams.http import FramedStream, HttpPool, HttpUpstream, HttpUpstreamSettings, TranslatedStream
 from gateway.upstreams.openai import http_url
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
-class BedrockUpstreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BedrockUpstreamConfig(HttpUpstreamSettings):
     type: Literal["bedrock"]
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description=(
         "AWS region, e.g. us-east-1 (default: $AWS_REGION or $AWS_DEFAULT_REGION)"))
@@ -43,10 +41,6 @@ class BedrockUpstreamConfig(BaseModel):
     secret_access_key_env: str = "AWS_SECRET_ACCESS_KEY"
     session_token_env: str = Field(default="AWS_SESSION_TOKEN", description="used when set (temporary credentials)")
     bearer_token_env: str = "AWS_BEARER_TOKEN_BEDROCK"
-    required: bool = Field(default=True, description="if false and credentials are missing, the upstream is skipped")
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("endpoint_url")
     @classmethod
@@ -121,21 +115,20 @@ class BedrockUpstream(HttpUpstream):
         raise UpstreamError("http_404", f"upstream {self.name!r} (Bedrock) is not set up for embeddings here", status=404)
 
 
-class EventStreamReader:
+class EventStreamReader(FramedStream):
     """AWS event-stream messages as JSON payloads `{"_event": type, ...}` (an exception message as
-    `{"_event": "exception", "exception": type, "message": ...}`), with the _HttpStream interface."""
+    `{"_event": "exception", "exception": type, "message": ...}`)."""
+
+    cut_message = "upstream closed the stream in the middle of a message"
 
     def __init__(self, resp: aiohttp.ClientResponse, slots: asyncio.Semaphore, scrub) -> None:
         from botocore.eventstream import EventStreamBuffer
 
-        self._resp, self._slots, self._scrub = resp, slots, scrub
+        super().__init__(resp, slots, scrub)
         self._buffer = EventStreamBuffer()
-        self._events: collections.deque[bytes] = collections.deque()
-        self._eof = self._closed = False
-        self.saw_done = False  # set by TranslatedStream once the answer is complete
 
-    def __aiter__(self) -> EventStreamReader:
-        return self
+    def _pending(self) -> bool:
+        return bool(self._buffer._data)  # noqa: SLF001 - bytes of an unfinished message
 
     def _decode(self, chunk: bytes) -> None:
         from botocore.eventstream import ParserError
@@ -155,36 +148,3 @@ class EventStreamReader:
         except (ParserError, orjson.JSONDecodeError) as e:  # a bad CRC, a frame too long, a payload not JSON
             raise UpstreamError("bad_response", f"upstream sent a malformed event-stream message ({type(e).__name__})"
                                 ) from None
-
-    async def __anext__(self) -> bytes:
-        while not self._events:
-            if self._eof or self.saw_done:
-                raise StopAsyncIteration
-            try:
-                chunk = await self._resp.content.readany()
-            except TimeoutError:
-                raise UpstreamError("timeout", "upstream went silent mid-stream") from None
-            except aiohttp.ClientError as e:
-                raise UpstreamError("stream_cut", f"upstream stream broke off ({type(e).__name__})") from None
-            if not chunk:
-                self._eof = True
-                if self._buffer._data:  # noqa: SLF001 - bytes of an unfinished message: cut mid-message
-                    raise UpstreamError("stream_cut", "upstream closed the stream in the middle of a message")
-                continue
-            self._decode(chunk)
-        return self._events.popleft()
-
-    def take_ready(self) -> list[bytes]:
-        out = list(self._events)
-        self._events.clear()
-        return out
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.saw_done or self._eof:
-            self._resp.release()
-        else:
-            self._resp.close()
-        self._slots.release()

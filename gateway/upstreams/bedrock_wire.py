@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.wire import Provider, add_turn, counter, message_text
 
 _REFUSED = {
     "n": "several choices per request", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -35,14 +35,8 @@ _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "t
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 
-def _refuse(field: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{field}`: {what} cannot be sent to a Bedrock upstream; remove it.", param=field)
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+BEDROCK = Provider("a Bedrock", _REFUSED, _HARMLESS, _KNOWN)
+_refuse = BEDROCK.refuse
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -66,39 +60,19 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _input(raw: str, where: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"`{where}` must be a JSON object to be sent to a Bedrock upstream.", param=where)
-    return value
-
-
 def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     """The Converse request for a chat body (the model id goes in the URL)."""
-    for key, value in body.items():
-        if key in _REFUSED:
-            if value is not None and value != _HARMLESS.get(key):
-                raise _refuse(key, _REFUSED[key])
-        elif key not in _KNOWN:
-            raise _refuse(key, f"the chat field {key!r}")
+    BEDROCK.check_fields(body)
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        add_turn(turns, role, blocks)
 
     for i, msg in enumerate(body.get("messages") or ()):
         role, where = msg.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            if text := _text(msg.get("content")):
+            if text := message_text(msg.get("content")):
                 system.append({"text": text})
         elif role == "user":
             add("user", _blocks(msg.get("content"), where))
@@ -106,12 +80,12 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
             blocks = _blocks(msg.get("content"), where) if msg.get("content") else []
             for k, call in enumerate(msg.get("tool_calls") or ()):
                 fn = call.get("function") or {}
-                blocks.append({"toolUse": {"toolUseId": call.get("id"), "name": fn.get("name"), "input": _input(
+                blocks.append({"toolUse": {"toolUseId": call.get("id"), "name": fn.get("name"), "input": BEDROCK.arguments(
                     fn.get("arguments"), f"{where}.tool_calls[{k}].function.arguments")}})
             add("assistant", blocks)
         elif role == "tool":
             add("user", [{"toolResult": {"toolUseId": msg.get("tool_call_id"),
-                                         "content": [{"text": _text(msg.get("content"))}]}}])
+                                         "content": [{"text": message_text(msg.get("content"))}]}}])
         else:
             raise _refuse(f"{where}.role", f"the role {role!r}")
     out: dict[str, Any] = {"messages": turns}
@@ -155,9 +129,7 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
 
 # ---- answers -------------------------------------------------------------------------------------
 def usage_to_openai(usage: dict[str, Any]) -> dict[str, Any]:
-    def n(key: str) -> int:
-        v = usage.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+    n = counter(usage)
     read, written = n("cacheReadInputTokens"), n("cacheWriteInputTokens")
     prompt = n("inputTokens") + read + written
     return {"prompt_tokens": prompt, "completion_tokens": n("outputTokens"), "total_tokens": prompt + n("outputTokens"),

@@ -7,25 +7,20 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams.gemini_wire import StreamTranslator, to_completion, to_gemini
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream
+from gateway.upstreams.http import HttpPool, HttpUpstream, HttpUpstreamSettings, TranslatedStream
 from gateway.upstreams.openai import http_url
 
 
-class GeminiUpstreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GeminiUpstreamConfig(HttpUpstreamSettings):
     type: Literal["gemini"]
     base_url: str = "https://generativelanguage.googleapis.com"
     api_version: str = Field(default="v1beta", pattern=r"^v[0-9a-z]+$", description="the API version in the path")
     api_key_env: str | None = Field(default="GEMINI_API_KEY", description="env var holding the API key")
-    required: bool = Field(default=True, description="if false and the key's env var is unset, the upstream is skipped")
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("base_url")
     @classmethod

@@ -17,6 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.wire import Provider, add_turn, counter, message_text
 
 _REFUSED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities", "logit_bias": "logit biases",
             "audio": "audio output", "modalities": "audio output", "prediction": "predicted outputs",
@@ -31,8 +32,8 @@ _SAFETY = {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITATION", "I
 _BUDGETS = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}  # thinkingBudget per reasoning_effort
 
 
-def _refuse(field: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{field}`: {what} cannot be sent to a Gemini upstream; remove it.", param=field)
+GEMINI = Provider("a Gemini", _REFUSED, _HARMLESS, _KNOWN)
+_refuse = GEMINI.refuse
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
@@ -56,43 +57,20 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text")
-
-
-def _json(raw: Any, where: str) -> Any:
-    try:
-        return orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(f"`{where}` must be JSON to be sent to a Gemini upstream.", param=where) from None
-
-
 def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     """The generateContent request for a chat body (the model goes in the URL)."""
-    for key, value in body.items():
-        if key in _REFUSED:
-            if value is not None and value != _HARMLESS.get(key):
-                raise _refuse(key, _REFUSED[key])
-        elif key not in _KNOWN:
-            raise _refuse(key, f"the chat field {key!r}")
+    GEMINI.check_fields(body)
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        add_turn(contents, role, parts, "parts")
 
     for i, msg in enumerate(body.get("messages") or ()):
         role, where = msg.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            system.append(_text(msg.get("content")))
+            system.append(message_text(msg.get("content")))
         elif role == "user":
             add("user", _parts(msg.get("content"), where))
         elif role == "assistant":
@@ -100,7 +78,7 @@ def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
             for k, call in enumerate(msg.get("tool_calls") or ()):
                 fn = call.get("function") or {}
                 names[call.get("id") or ""] = fn.get("name") or ""
-                parts.append({"functionCall": {"name": fn.get("name"), "args": _json(
+                parts.append({"functionCall": {"name": fn.get("name"), "args": GEMINI.arguments(
                     fn.get("arguments"), f"{where}.tool_calls[{k}].function.arguments")}})
             add("model", parts)
         elif role == "tool":
@@ -108,7 +86,7 @@ def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
             if name is None:
                 raise InvalidRequest(f"`{where}.tool_call_id`: no earlier assistant tool call has this id (Gemini "
                                      "needs the function's name for its result).", param=f"{where}.tool_call_id")
-            add("user", [{"functionResponse": {"name": name, "response": {"content": _text(msg.get("content"))}}}])
+            add("user", [{"functionResponse": {"name": name, "response": {"content": message_text(msg.get("content"))}}}])
         else:
             raise _refuse(f"{where}.role", f"the role {role!r}")
     out: dict[str, Any] = {"contents": contents}
@@ -170,9 +148,7 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
 
 # ---- answers -------------------------------------------------------------------------------------
 def usage_to_openai(meta: dict[str, Any]) -> dict[str, Any]:
-    def n(key: str) -> int:
-        v = meta.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+    n = counter(meta)
     thoughts = n("thoughtsTokenCount")
     prompt = n("promptTokenCount") + n("toolUsePromptTokenCount")
     completion = n("candidatesTokenCount") + thoughts  # thinking is billed as output

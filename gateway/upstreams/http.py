@@ -27,6 +27,17 @@ class Timeouts(BaseModel):
     read_s: float = Field(default=120, gt=0, le=3600, description="longest silence between bytes")
 
 
+class HttpUpstreamSettings(BaseModel):
+    """What every HTTP upstream type's gateway.yaml entry has besides its address and credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+    required: bool = Field(default=True, description="if false and its credentials are missing, the upstream is "
+                                                     "skipped (with a warning)")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every request")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+
+
 class HttpPool:
     """The app's one ClientSession, opened and closed by a cleanup_ctx in app.py."""
 
@@ -142,18 +153,29 @@ class HttpUpstream:
         return client_message(text, upstream=self.name, key=self._api_key or None)
 
 
-class _HttpStream:
+class FramedStream:
+    """An open streamed answer read event by event: async-iterates payloads (bytes), stops at the
+    end of the answer or EOF. Subclasses decode one framing: `_decode(chunk)` appends the payloads of
+    whatever complete events a network read finished; `_pending()` says a cut left half an event."""
+
+    cut_message = "upstream closed the stream in the middle of an event"
+
     def __init__(self, resp: aiohttp.ClientResponse, slots: asyncio.Semaphore, scrub) -> None:
         self._resp = resp
         self._slots = slots
         self._scrub = scrub
-        self._decoder = SSEDecoder()
         self._events: collections.deque[bytes] = collections.deque()
         self._eof = False
         self._closed = False
         self.saw_done = False
 
-    def __aiter__(self) -> _HttpStream:
+    def _decode(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def _pending(self) -> bool:
+        raise NotImplementedError
+
+    def __aiter__(self) -> FramedStream:
         return self
 
     async def __anext__(self) -> bytes:
@@ -168,14 +190,10 @@ class _HttpStream:
                 raise UpstreamError("stream_cut", f"upstream stream broke off ({type(e).__name__})") from None
             if not chunk:
                 self._eof = True
-                if self._decoder.pending():
-                    raise UpstreamError("stream_cut", "upstream closed the stream in the middle of an event")
+                if self._pending():
+                    raise UpstreamError("stream_cut", self.cut_message)
                 continue
-            for event in self._decoder.feed(chunk):
-                if event == DONE:
-                    self.saw_done = True
-                    break
-                self._events.append(event)
+            self._decode(chunk)
         return self._events.popleft()
 
     def take_ready(self) -> list[bytes]:
@@ -193,6 +211,24 @@ class _HttpStream:
         else:
             self._resp.close()  # unread data: the connection must not go back to the pool
         self._slots.release()
+
+
+class _HttpStream(FramedStream):
+    """Server-sent events; OpenAI-style streams end with a `[DONE]` event."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, slots: asyncio.Semaphore, scrub) -> None:
+        super().__init__(resp, slots, scrub)
+        self._decoder = SSEDecoder()
+
+    def _decode(self, chunk: bytes) -> None:
+        for event in self._decoder.feed(chunk):
+            if event == DONE:
+                self.saw_done = True
+                break
+            self._events.append(event)
+
+    def _pending(self) -> bool:
+        return bool(self._decoder.pending())
 
 
 class TranslatedStream:

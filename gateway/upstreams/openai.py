@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.exchange import Exchange
 from gateway.upstreams.base import UpstreamError
 from gateway.upstreams import responses_wire
-from gateway.upstreams.http import HttpPool, HttpUpstream, Timeouts, TranslatedStream, _HttpStream
+from gateway.upstreams.http import HttpPool, HttpUpstream, HttpUpstreamSettings, Timeouts, TranslatedStream, _HttpStream
 
 __all__ = ["HttpPool", "OpenAIUpstream", "OpenAIUpstreamConfig", "Timeouts", "http_url", "check_answer"]
 
@@ -24,22 +24,15 @@ def http_url(v: str) -> str:
     return v.rstrip("/")
 
 
-class OpenAIUpstreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OpenAIUpstreamConfig(HttpUpstreamSettings):
     type: Literal["openai"]
     base_url: str
     api_key_env: str | None = Field(default=None, description="name of the env var holding the API key")
-    required: bool = Field(
-        default=True, description="if false and the key's env var is unset, the upstream is skipped"
-    )
-    headers: dict[str, str] = Field(default_factory=dict)
     # Ask for usage on streams (stream_options.include_usage); off for servers that reject it.
     stream_usage: bool = True
     api: Literal["chat", "responses"] = Field(default="chat", description=(
         "chat: /chat/completions; responses: OpenAI's /responses (for models served only there, e.g. "
         "o3-pro and the codex models); every client dialect is translated to it, with store: false"))
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("base_url")
     @classmethod

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
+from gateway.upstreams.wire import Provider, message_text
 
 _REFUSED = {
     "n": "several choices per request", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -27,8 +27,8 @@ _KNOWN = {"model", "messages", "stream", "max_tokens", "max_completion_tokens", 
           "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "verbosity"}
 
 
-def _refuse(field: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"`{field}`: {what} cannot be sent to a Responses API upstream; remove it.", param=field)
+RESPONSES_API = Provider("a Responses API", _REFUSED, _HARMLESS, _KNOWN)
+_refuse = RESPONSES_API.refuse
 
 
 def _parts(content: Any, role: str, where: str) -> list[dict[str, Any]]:
@@ -48,12 +48,7 @@ def _parts(content: Any, role: str, where: str) -> list[dict[str, Any]]:
 
 
 def to_responses(body: dict[str, Any], model: str) -> dict[str, Any]:
-    for key, value in body.items():
-        if key in _REFUSED:
-            if value is not None and value != _HARMLESS.get(key):
-                raise _refuse(key, _REFUSED[key])
-        elif key not in _KNOWN:
-            raise _refuse(key, f"the chat field {key!r}")
+    RESPONSES_API.check_fields(body)
     items: list[dict[str, Any]] = []
     for i, msg in enumerate(body.get("messages") or ()):
         role, where = msg.get("role"), f"messages[{i}]"
@@ -68,9 +63,8 @@ def to_responses(body: dict[str, Any], model: str) -> dict[str, Any]:
                 items.append({"type": "function_call", "call_id": call.get("id"), "name": fn.get("name"),
                               "arguments": fn.get("arguments") or "{}"})
         elif role == "tool":
-            content = msg.get("content")
-            text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or ())
-            items.append({"type": "function_call_output", "call_id": msg.get("tool_call_id"), "output": text})
+            items.append({"type": "function_call_output", "call_id": msg.get("tool_call_id"),
+                          "output": message_text(msg.get("content"))})
         else:
             raise _refuse(f"{where}.role", f"the role {role!r}")
     out: dict[str, Any] = {"model": model, "input": items, "store": False}
