@@ -65,8 +65,9 @@ def to_chat(body: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("`messages` must be a non-empty array of messages.", param="messages")
+    seen_calls: set[str] = set()  # tool_use ids so far: a tool_result must answer one of them
     for i, msg in enumerate(raw):
-        messages.extend(_message(msg, f"messages[{i}]"))
+        messages.extend(_message(msg, f"messages[{i}]", seen_calls))
     out["messages"] = messages
     if body.get("stream") is not None:
         if not isinstance(body["stream"], bool):
@@ -124,7 +125,7 @@ def _system(system: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": "\n\n".join(texts)}] if texts else []
 
 
-def _message(msg: Any, where: str) -> list[dict[str, Any]]:
+def _message(msg: Any, where: str, seen_calls: set[str]) -> list[dict[str, Any]]:
     """One Anthropic message as chat messages: tool results become `tool` messages (which OpenAI wants
     right after the assistant's calls), ahead of the rest of the user turn."""
     msg = _obj(msg, where)
@@ -159,10 +160,15 @@ def _message(msg: Any, where: str) -> list[dict[str, Any]]:
             _only(block, w, {"type", "id", "name", "input"})
             string(f"{w}.id", block.get("id"), empty=False)
             string(f"{w}.name", block.get("name"), empty=False)
+            seen_calls.add(block["id"])
             calls.append({"id": block["id"], "type": "function", "function": {
                 "name": block["name"], "arguments": orjson.dumps(_obj(block.get("input", {}), f"{w}.input")).decode()}})
         elif kind == "tool_result" and role == "user":
             results.append(_tool_result(block, w))
+            if block["tool_use_id"] not in seen_calls:
+                raise InvalidRequest(f"`{w}.tool_use_id`: no earlier tool_use block has id {block['tool_use_id']!r} "
+                                     "(a tool_result must answer a call of the assistant turn before it).",
+                                     param=f"{w}.tool_use_id")
         elif kind in ("image", "tool_use", "tool_result"):
             raise InvalidRequest(f"`{w}.type`: a {kind} block cannot be in a {role} message.", param=f"{w}.type")
         else:

@@ -19,6 +19,11 @@ from gateway.metering.usage import Usage
 
 _MAX_PER_MILLION = 1000.0  # USD per 1M tokens; above this a price is a typo (per-token vs per-million)
 _SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4}|\d{8}|latest|preview)$")
+# Bedrock model ids: an optional cross-region inference profile (`us.`, `eu.`, `apac.`, `global.`), the
+# vendor (`anthropic.`), and a version (`-v1:0`, `-v2`): `us.anthropic.claude-3-5-haiku-20241022-v1:0`
+# is priced as claude-3-5-haiku, as Bedrock's on-demand prices for it are Anthropic's.
+_BEDROCK = re.compile(r"^(?:(?:us|eu|apac|us-gov|global)\.)?(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|"
+                      r"writer|qwen|openai)\.(.+?)(?:-v\d+(?::\d+)?)?$")
 
 
 class LongContext(BaseModel):
@@ -122,6 +127,8 @@ def _candidates(model: str) -> list[str]:
     names = [model]
     if "/" in model:
         names.append(model.split("/", 1)[1])
+    if (m := _BEDROCK.match(model)) is not None:
+        names.append(m.group(1))
     for name in list(names):
         stripped = name
         while (shorter := _SUFFIX.sub("", stripped)) != stripped:

@@ -30,9 +30,10 @@ class OpenAIUpstreamConfig(HttpUpstreamSettings):
     api_key_env: str | None = Field(default=None, description="name of the env var holding the API key")
     # Ask for usage on streams (stream_options.include_usage); off for servers that reject it.
     stream_usage: bool = True
-    api: Literal["chat", "responses"] = Field(default="chat", description=(
+    api: Literal["chat", "responses", "auto"] = Field(default="chat", description=(
         "chat: /chat/completions; responses: OpenAI's /responses (for models served only there, e.g. "
-        "o3-pro and the codex models); every client dialect is translated to it, with store: false"))
+        "o3-pro and the codex models), every client dialect translated to it, with store: false; auto: "
+        "Responses clients to /responses, every other client to /chat/completions"))
 
     @field_validator("base_url")
     @classmethod
@@ -52,12 +53,14 @@ class OpenAIUpstream(HttpUpstream):
         super().__init__(name, pool, api_key, headers, cfg.timeouts, cfg.max_connections)
         self.cfg = cfg
         self.stream_usage = cfg.stream_usage
-        self.responses_api = cfg.api == "responses"
-        if self.responses_api:
-            self.stream_usage = False  # response.completed always carries usage
+        if cfg.api == "responses":
+            self.stream_usage = False  # response.completed always carries usage (and chat's option is not sent)
+
+    def _responses_api(self, ex: Exchange) -> bool:
+        return self.cfg.api == "responses" or (self.cfg.api == "auto" and ex.api == "responses")
 
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        if self.responses_api:
+        if self._responses_api(ex):
             data = await self._post_json(ex, self.cfg.base_url + "/responses", responses_wire.to_responses(body, model))
             return responses_wire.to_completion(data, ex.id, model)
         return check_answer(await self._post_json(ex, self.cfg.base_url + "/chat/completions",
@@ -68,7 +71,7 @@ class OpenAIUpstream(HttpUpstream):
                             "data")
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> _HttpStream | TranslatedStream:
-        if self.responses_api:
+        if self._responses_api(ex):
             payload = responses_wire.to_responses({**body, "stream": True}, model)
             return TranslatedStream(await self._open_sse(ex, self.cfg.base_url + "/responses", payload),
                                     responses_wire.StreamTranslator(ex.id, model))

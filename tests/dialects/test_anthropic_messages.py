@@ -150,6 +150,8 @@ def test_tool_choice_and_results_translate_to_chat():
     ({"max_tokens": 5, "messages": user("x"), "frequency_penalty": 1}, "frequency_penalty"),
     ({"max_tokens": 5, "messages": user("x"), "temperature": 1.5}, "temperature"),
     ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_nope", "content": "x"}]}]}, "messages[0].content[0].tool_use_id"),
 ])
 def test_untranslatable_or_wrong_fields_are_400_naming_the_anthropic_path(gw, body, param):
     # raw HTTP: the SDK itself refuses some of these bodies before sending them

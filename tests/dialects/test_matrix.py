@@ -13,7 +13,7 @@ import pytest
 from gateway.upstreams.mock_bedrock import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 from tests.helpers import ledger_row, openai_client, running_gateway, running_mock_server, write_policies
 
-EGRESS = ["mock", "openai", "openai-responses", "azure", "anthropic", "gemini", "bedrock"]
+EGRESS = ["mock", "openai", "openai-responses", "openai-auto", "azure", "anthropic", "gemini", "bedrock"]
 INGRESS = ["chat", "responses", "messages"]
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -33,6 +33,7 @@ upstreams:
   mock: {{type: mock}}
   openai: {{type: openai, base_url: "{mock.url}/v1", api_key_env: M_OPENAI}}
   openai-responses: {{type: openai, base_url: "{mock.url}/v1", api_key_env: M_OPENAI, api: responses}}
+  openai-auto: {{type: openai, base_url: "{mock.url}/v1", api_key_env: M_OPENAI, api: auto}}
   azure: {{type: azure-openai, endpoint: "{mock.url}", api_key_env: M_AZURE}}
   anthropic: {{type: anthropic, base_url: "{mock.url}", api_key_env: M_ANTHROPIC}}
   gemini: {{type: gemini, base_url: "{mock.url}", api_key_env: M_GEMINI}}

@@ -56,6 +56,9 @@ def test_costs_with_cache_reasoning_long_context_and_hourly():
     assert cost_usd(t.lookup("x", "a"), usage) == pytest.approx((400 * 2 + 400 * 0.5 + 200 * 2 + 100 * 8) / 1e6)
     shipped = PriceTable(PricingFile.model_validate(yaml.safe_load((REPO / "policies" / "pricing.yaml").read_text())))
     assert shipped.lookup("anthropic", "claude-sonnet-4-5-20250929").cache_write_input == 3.75
+    assert shipped.lookup("aws", "us.anthropic.claude-sonnet-4-5-20250929-v1:0").key == "claude-sonnet-4-5"
+    assert shipped.lookup("aws", "anthropic.claude-3-5-haiku-20241022-v1:0").key == "claude-3-5-haiku"
+    assert shipped.lookup("aws", "amazon.nova-lite-v1:0").key == "nova-lite"
 
 
 @pytest.mark.parametrize("bad", [
