@@ -164,6 +164,12 @@ def failure(route: Route, ex: Exchange, last: UpstreamError) -> GatewayError:
             f"Upstream rate limit for model {route.name!r}; tried: {tried}. {last.message}",
             status=429, type="rate_limit_error", code="rate_limit_exceeded", headers=headers,
         )
+    if last.status in (503, 529):  # overloaded (Anthropic's 529): the client may come back later
+        headers = {"Retry-After": str(max(1, round(last.retry_after)))} if last.retry_after else {}
+        return UpstreamFailure(
+            f"Upstream overloaded for model {route.name!r}; tried: {tried}. {last.message}",
+            status=503, code="upstream_overloaded", headers=headers,
+        )
     if last.kind == "timeout":
         return UpstreamFailure(
             f"Upstream timed out for model {route.name!r}; tried: {tried}.", status=504, code="upstream_timeout"

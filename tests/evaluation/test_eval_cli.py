@@ -108,7 +108,7 @@ def test_invalid_judge_json_is_an_error_and_upstream_failures_are_counted(tmp_pa
     rubric = [a for x in good for a in x["assertions"] if a["assertion"] == "llm-rubric"]
     assert all(a["passed"] is None and "no JSON" in a["reason"] for a in rubric)  # not a pass, not a fail
     bad = [x for x in doc["results"] if x["target"] == "bad"]
-    assert len(bad) == 2 and all(x["error"].startswith("HTTP 502: No upstream could serve") for x in bad)
+    assert len(bad) == 2 and all(x["error"].startswith("HTTP 503: Upstream overloaded") for x in bad)
     assert doc["metrics"]["targets"]["bad"]["answer_errors"] == 2
 
 
