@@ -64,8 +64,12 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int) -> dict[str, Any]:
-    """The Messages API request for a chat body."""
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int, cache: bool = False) -> dict[str, Any]:
+    """The Messages API request for a chat body. `cache`: prompt-cache breakpoints after the system
+    prompt, the tools and the conversation so far (the upstream's `prompt_caching: auto`)."""
     ANTHROPIC.check_fields(body)
     system: list[str] = []
     turns: list[dict[str, Any]] = []
@@ -125,7 +129,21 @@ def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int) -> d
         if body["reasoning_effort"] not in ("low", "medium", "high"):
             raise _refuse("reasoning_effort", f"the effort {body['reasoning_effort']!r}")
         out.setdefault("output_config", {})["effort"] = body["reasoning_effort"]
+    if cache:
+        _breakpoints(out)
     return out
+
+
+def _breakpoints(out: dict[str, Any]) -> None:
+    """Three of the four cache breakpoints Anthropic allows: a prefix shorter than the model's minimum
+    (1024 tokens for most) is simply not cached, at no cost."""
+    if out.get("system"):
+        out["system"] = [{"type": "text", "text": out["system"], "cache_control": _EPHEMERAL}]
+    if out.get("tools"):
+        out["tools"][-1] = {**out["tools"][-1], "cache_control": _EPHEMERAL}
+    if out["messages"]:
+        last = out["messages"][-1]["content"]
+        last[-1] = {**last[-1], "cache_control": _EPHEMERAL}
 
 
 def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:

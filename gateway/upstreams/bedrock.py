@@ -41,6 +41,8 @@ class BedrockUpstreamConfig(HttpUpstreamSettings):
     secret_access_key_env: str = "AWS_SECRET_ACCESS_KEY"
     session_token_env: str = Field(default="AWS_SESSION_TOKEN", description="used when set (temporary credentials)")
     bearer_token_env: str = "AWS_BEARER_TOKEN_BEDROCK"
+    prompt_caching: Literal["off", "auto"] = Field(default="off", description=(
+        "auto: cache points after the system prompt and the conversation so far (Claude and Nova models)"))
 
     @field_validator("endpoint_url")
     @classmethod
@@ -104,10 +106,12 @@ class BedrockUpstream(HttpUpstream):
         return {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
 
     async def chat(self, ex: Exchange, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        return to_completion(await self._post_json(ex, self._url(model, "converse"), to_converse(body)), ex.id, model)
+        return to_completion(await self._post_json(ex, self._url(model, "converse"),
+                                                  to_converse(body, self.cfg.prompt_caching == "auto")), ex.id, model)
 
     async def open_stream(self, ex: Exchange, model: str, body: dict[str, Any]) -> TranslatedStream:
-        inner = await self._open_sse(ex, self._url(model, "converse-stream"), to_converse(body),
+        inner = await self._open_sse(ex, self._url(model, "converse-stream"),
+                                     to_converse(body, self.cfg.prompt_caching == "auto"),
                                      content_type=EVENT_STREAM, reader=EventStreamReader)
         return TranslatedStream(inner, StreamTranslator(ex.id, model))
 

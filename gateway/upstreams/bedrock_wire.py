@@ -60,8 +60,12 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def to_converse(body: dict[str, Any]) -> dict[str, Any]:
-    """The Converse request for a chat body (the model id goes in the URL)."""
+_CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
+def to_converse(body: dict[str, Any], cache: bool = False) -> dict[str, Any]:
+    """The Converse request for a chat body (the model id goes in the URL). `cache`: cache points after
+    the system prompt and the conversation so far (models with prompt caching: Claude, Nova)."""
     BEDROCK.check_fields(body)
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
@@ -104,6 +108,11 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
         out["inferenceConfig"] = config
     if body.get("top_k") is not None:  # not a Converse field: the model's own (Claude, Llama, Mistral take top_k)
         out["additionalModelRequestFields"] = {"top_k": body["top_k"]}
+    if cache:
+        if system:
+            system.append(_CACHE_POINT)
+        if turns:
+            turns[-1]["content"].append(_CACHE_POINT)
     if body.get("tools"):
         specs = []
         for i, tool in enumerate(body["tools"]):

@@ -42,10 +42,12 @@ def gw(mock, tmp_path_factory, monkeypatch_module):
     root = write_policies(tmp_path_factory.mktemp("p"), f"""
     upstreams:
       claude: {{type: anthropic, base_url: "{mock.url}", api_key_env: TEST_ANTHROPIC_KEY}}
+      claude-caching: {{type: anthropic, base_url: "{mock.url}", api_key_env: TEST_ANTHROPIC_KEY, prompt_caching: auto}}
     models:
       claude: {{targets: [{{upstream: claude, model: echo}}]}}
       claude-cached: {{targets: [{{upstream: claude, model: "echo?cache_read_tokens=5&cache_write_tokens=3"}}]}}
       claude-tool: {{targets: [{{upstream: claude, model: tool}}]}}
+      claude-caching: {{targets: [{{upstream: claude-caching, model: tool}}]}}
       claude-busy: {{targets: [{{upstream: claude, model: "echo?fail_status=529&fail_times=1"}}], retries: 1,
                     backoff: {{base_s: 0.01, max_s: 0.01}}}}
       claude-cut: {{targets: [{{upstream: claude, model: "echo?cut_after=5"}}], retries: 0}}
@@ -218,3 +220,15 @@ def test_stream_translator_maps_usage_and_stop_reasons():
     assert chunks[-1]["usage"] == {"prompt_tokens": 16, "completion_tokens": 7, "total_tokens": 23,
                                    "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 2}}
     assert tr.done
+
+
+def test_prompt_caching_auto_marks_breakpoints_and_the_upstream_accepts_them(gw):
+    body = {"model": "m", "messages": [{"role": "system", "content": "Long shared instructions."},
+                                       {"role": "user", "content": "Paris"}], "tools": TOOLS}
+    out = to_anthropic(body, "claude-x", 100, cache=True)
+    assert out["system"] == [{"type": "text", "text": "Long shared instructions.", "cache_control": {"type": "ephemeral"}}]
+    assert out["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert out["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in str(to_anthropic(body, "claude-x", 100))
+    r = openai_client(gw).chat.completions.create(model="claude-caching", tools=TOOLS, messages=body["messages"])
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"city": "Paris"}

@@ -33,6 +33,8 @@ def gw(tmp_path_factory):
                 secret_access_key_env: B_SECRET}}
           aws-wrong: {{type: bedrock, region: eu-west-1, endpoint_url: "{mock.url}", access_key_id_env: B_ID,
                       secret_access_key_env: B_WRONG}}
+          aws-cache: {{type: bedrock, region: eu-west-1, endpoint_url: "{mock.url}", access_key_id_env: B_ID,
+                      secret_access_key_env: B_SECRET, prompt_caching: auto}}
           aws-key: {{type: bedrock, region: eu-west-1, endpoint_url: "{mock.url}", auth: bearer,
                     bearer_token_env: B_TOKEN}}
         models:
@@ -44,6 +46,7 @@ def gw(tmp_path_factory):
                         backoff: {{base_s: 0.01, max_s: 0.01}}}}
           b-wrong: {{targets: [{{upstream: aws-wrong, model: echo}}], retries: 0}}
           b-key: {{targets: [{{upstream: aws-key, model: echo}}]}}
+          b-cache: {{targets: [{{upstream: aws-cache, model: echo}}]}}
         server: {{watch_interval_s: 0}}
         """)
         with running_gateway(root, ledger=root / "ledger.db") as server:
@@ -84,6 +87,7 @@ def test_signed_requests_are_accepted_and_a_wrong_secret_is_refused(gw):
     # ':' and '/' in the model id (as in an ARN or inference profile) are encoded in the signed path
     assert chat(gw, "b-arn").choices[0].message.content == "arn:aws:bedrock:eu-west-1:1:inference-profile/eu.a"
     assert chat(gw, "b-key").choices[0].message.content == "one two three"
+    assert chat(gw, "b-cache").choices[0].message.content == "one two three"  # cache points accepted
     with pytest.raises(openai.APIStatusError) as e:
         chat(gw, "b-wrong")
     # the gateway's own credentials are wrong, not the client's request: 502, with the upstream's reason
@@ -131,6 +135,10 @@ def test_converse_translation_refuses_what_it_cannot_send():
         "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]})
     assert out["system"] == [{"text": "s"}] and out["inferenceConfig"] == {"maxTokens": 9}
     assert out["additionalModelRequestFields"] == {"top_k": 5} and out["toolConfig"]["toolChoice"] == {"any": {}}
+    cached = to_converse({"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]},
+                         cache=True)
+    assert cached["system"][-1] == {"cachePoint": {"type": "default"}}
+    assert cached["messages"][-1]["content"] == [{"text": "q"}, {"cachePoint": {"type": "default"}}]
     for bad in ({"seed": 1}, {"response_format": {"type": "json_object"}}, {"n": 2}):
         with pytest.raises(InvalidRequest):
             to_converse({"model": "m", "messages": [{"role": "user", "content": "q"}], **bad})
