@@ -83,7 +83,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
         return json.dumps(report, indent=2, default=float)
     if fmt == "html":
         return _html(report)
-    lines = [f"Experiment {report['experiment']} - control {report['control']}, {report['days_running']} day(s) of data"]
+    lines = [f"Experiment {report['experiment']} - control variant: {report['control']}, "
+             f"{report['days_running']} day(s) of data"]
     lines.append("  ".join(f"{v['name']}: {v['units']:,} units" + (" (removed)" if v["removed"] else "")
                            for v in report["variants"]))
     srm = report["srm"]
@@ -104,7 +105,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
                      f"{r['always_valid_p_holm']:>10.3g}{r['chance_to_beat_control']:>10.1%}")
     lines += ["", "p: fixed-horizon, Holm-adjusted (valid only at a planned end); p always: always-valid "
               "(mSPRT), Holm-adjusted - safe to read at any time.", ""]
-    lines += [f"Decision: {d}" for d in report["decision"]]
+    decision = report["decision"] or ["-"]
+    lines += [f"Decision: {decision[0]}", *(f"          {d}" for d in decision[1:])]  # one heading, reasons beneath
     return "\n".join(lines)
 
 
