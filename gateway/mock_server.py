@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from gateway.upstreams import mock_anthropic, mock_bedrock, mock_gemini, mock_model, mock_responses
 from gateway.upstreams.mock_model import MockBehaviour
+from gateway.upstreams.mock_stream import write_stream
 
 _ATTEMPTS: web.AppKey[collections.OrderedDict] = web.AppKey("attempts")
 # Streams being written right now and requests seen: lets tests check that a client's disconnect
@@ -103,28 +104,18 @@ async def _chat(request: web.Request, body: dict[str, Any], b: MockBehaviour) ->
     attempt = request[_ATTEMPT]
     if b.vary:
         reply = f"Attempt {attempt}: {reply}"
-    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
     call = mock_model.tool_call(b, body, rid)
     if not body.get("stream"):
         return web.Response(body=orjson.dumps(mock_model.completion(body, body["model"], reply, rid, b.usage, call)),
                             content_type="application/json")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
     stats = request.app[STATS]
     stats["active_streams"] += 1
     try:
-        for i, chunk in enumerate(mock_model.stream_chunks(body, body["model"], reply, rid, b.usage, call)):
-            if cut_after is not None and i >= cut_after:
-                request.transport.close()  # an upstream dying mid-answer
-                return resp
-            if b.chunk_delay_ms and i:
-                await asyncio.sleep(b.chunk_delay_ms / 1000)
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
+        chunks = mock_model.stream_chunks(body, body["model"], reply, rid, b.usage, call)
+        return await write_stream(request, b, attempt, (b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks),
+                                  {"Content-Type": "text/event-stream"}, lambda: b"data: [DONE]\n\n")
     finally:
         stats["active_streams"] -= 1
-    return resp
 
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:

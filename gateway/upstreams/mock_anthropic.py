@@ -8,7 +8,6 @@ message_stop). The behaviour comes from the model name, as for the OpenAI-shaped
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from gateway.metering.tokenizer import count_tokens
 from gateway.upstreams.mock_model import MockBehaviour
+from gateway.upstreams.mock_stream import write_stream
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -119,18 +119,9 @@ async def messages(request: web.Request, body: dict[str, Any], b: MockBehaviour,
            "stop_reason": stop, "stop_sequence": None, "usage": use}
     if not body.get("stream"):
         return web.Response(body=orjson.dumps(msg), content_type="application/json")
-    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    for i, (name, data) in enumerate(stream_events(msg)):
-        if cut_after is not None and i >= cut_after:
-            request.transport.close()  # an upstream dying mid-answer
-            return resp
-        if b.chunk_delay_ms and i:
-            await asyncio.sleep(b.chunk_delay_ms / 1000)
-        await resp.write(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
-    await resp.write_eof()
-    return resp
+    events = (b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in stream_events(msg))
+    return await write_stream(request, b, attempt, events,
+                              {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
 
 
 def stream_events(msg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

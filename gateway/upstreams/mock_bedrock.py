@@ -9,7 +9,6 @@ gateway, which decodes with botocore).
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import re
 import struct
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from gateway.metering.tokenizer import count_tokens
 from gateway.upstreams.mock_model import MockBehaviour
+from gateway.upstreams.mock_stream import write_stream
 
 MOCK_ACCESS_KEY_ID = "AKIAMOCKGATEWAY00001"
 MOCK_SECRET_ACCESS_KEY = "mock/secret/access/key/for/tests/only"
@@ -170,15 +170,5 @@ async def converse(request: web.Request, raw: bytes, b: MockBehaviour, attempt: 
     if not stream:
         return web.json_response({"output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,
                                   "usage": use, "metrics": {"latencyMs": 12}})
-    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
-    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream"})
-    await resp.prepare(request)
-    for i, message in enumerate(stream_events(blocks, stop, use)):
-        if cut_after is not None and i >= cut_after:
-            request.transport.close()
-            return resp
-        if b.chunk_delay_ms and i:
-            await asyncio.sleep(b.chunk_delay_ms / 1000)
-        await resp.write(message)
-    await resp.write_eof()
-    return resp
+    return await write_stream(request, b, attempt, stream_events(blocks, stop, use),
+                              {"Content-Type": "application/vnd.amazon.eventstream"})

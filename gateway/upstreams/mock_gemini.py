@@ -8,7 +8,6 @@ the finish reason and usage. The behaviour comes from the model name, as for the
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from gateway.metering.tokenizer import count_tokens
 from gateway.upstreams.mock_model import MockBehaviour
+from gateway.upstreams.mock_stream import write_stream
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
            500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -121,15 +121,5 @@ async def generate(request: web.Request, body: dict[str, Any], b: MockBehaviour,
                        "usageMetadata": meta, **base})
     if not stream:
         return web.Response(body=orjson.dumps(chunks[0]), content_type="application/json")
-    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
-    for i, chunk in enumerate(chunks):
-        if cut_after is not None and i >= cut_after:
-            request.transport.close()
-            return resp
-        if b.chunk_delay_ms and i:
-            await asyncio.sleep(b.chunk_delay_ms / 1000)
-        await resp.write(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n")  # Google's servers end lines with CRLF
-    await resp.write_eof()
-    return resp
+    events = (b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks)  # Google's servers end lines with CRLF
+    return await write_stream(request, b, attempt, events, {"Content-Type": "text/event-stream"})

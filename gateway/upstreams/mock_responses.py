@@ -6,7 +6,6 @@ output the tests check with the official `openai` SDK's types; the model behavio
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ from gateway.exchange import Exchange
 from gateway.metering.usage import from_upstream
 from gateway.upstreams import mock_model
 from gateway.upstreams.mock_model import MockBehaviour
+from gateway.upstreams.mock_stream import write_stream
 
 
 def _error(status: int, message: str, param: str | None = None) -> web.Response:
@@ -44,19 +44,7 @@ async def respond(request: web.Request, body: dict[str, Any], b: MockBehaviour, 
     ex.usage = from_upstream(completion.get("usage"))
     if not body.get("stream"):
         return web.Response(body=orjson.dumps(rs.from_chat(completion, ex)), content_type="application/json")
-    cut_after = b.cut_after if b.cut_times is None or attempt <= b.cut_times else None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
     render = ResponsesStream(ex, 0)
     chunks = mock_model.stream_chunks(chat, body["model"], reply, rid, b.usage, call)
-    for i, chunk in enumerate(chunks):
-        if cut_after is not None and i >= cut_after:
-            request.transport.close()
-            return resp
-        if b.chunk_delay_ms and i:
-            await asyncio.sleep(b.chunk_delay_ms / 1000)
-        if out := render.feed(chunk):
-            await resp.write(out)
-    await resp.write(render.finish({}).replace(b',"gateway":{}', b""))
-    await resp.write_eof()
-    return resp
+    return await write_stream(request, b, attempt, (render.feed(c) for c in chunks), {"Content-Type": "text/event-stream"},
+                              lambda: render.finish({}).replace(b',"gateway":{}', b""))
