@@ -384,12 +384,16 @@ def counter_store(runtime: Runtime, metrics_: Metrics):
     return InProcessCounters()
 
 
-def cache_store_kind(runtime: Runtime) -> str:
-    """`cache.store`, with auto resolved: redis when the counters are in Redis, else embedded."""
-    store = runtime.cache.store
+def store_kind(store: str, runtime: Runtime) -> str:
+    """A `store:` setting (`cache.store`, `responses.store`) with auto resolved: redis when the
+    counters are in Redis, else embedded."""
     if store == "auto":
         return "redis" if runtime.state.counters == "redis" else "embedded"
     return store
+
+
+def cache_store_kind(runtime: Runtime) -> str:
+    return store_kind(runtime.cache.store, runtime)
 
 
 def response_cache(runtime: Runtime, metrics_: Metrics, ledger_path: Path | None):
@@ -414,11 +418,7 @@ def response_cache(runtime: Runtime, metrics_: Metrics, ledger_path: Path | None
 
 
 def response_store_kind(runtime: Runtime) -> str:
-    """`responses.store`, with auto resolved like the cache's."""
-    store = runtime.responses.store
-    if store == "auto":
-        return "redis" if runtime.state.counters == "redis" else "embedded"
-    return store
+    return store_kind(runtime.responses.store, runtime)
 
 
 def stored_responses(runtime: Runtime, metrics_: Metrics):

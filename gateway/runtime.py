@@ -165,7 +165,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
                 else:
                     warnings.append(f"{msg}; upstream skipped")
                 continue
-        missing = cfg.problems() if hasattr(cfg, "problems") else []  # what else the type needs (bedrock)
+        missing = cfg.problems()  # what else the type needs (bedrock: a region, the access key id)
         if missing:
             for field_name, msg in missing:
                 if cfg.required:
@@ -245,12 +245,10 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         problems.append(f"{gw_doc.where(('state', 'postgres_url_env'))}: state.postgres_url_env: env var "
                         f"{gw.state.postgres_url_env} is not set (the PostgreSQL URL for state.ledger: postgres, e.g. "
                         "postgresql://gateway@127.0.0.1:5432/gateway)")
-    if gw.cache.enabled and gw.cache.store == "redis" and gw.state.counters != "redis" and not gw.state.redis_url():
-        problems.append(f"{gw_doc.where(('cache', 'store'))}: cache.store: redis needs the Redis URL in env var "
-                        f"{gw.state.redis_url_env} (state.redis_url_env), which is not set")
-    if gw.responses.store == "redis" and gw.state.counters != "redis" and not gw.state.redis_url():
-        problems.append(f"{gw_doc.where(('responses', 'store'))}: responses.store: redis needs the Redis URL in env var "
-                        f"{gw.state.redis_url_env} (state.redis_url_env), which is not set")
+    for section, store, used in (("cache", gw.cache.store, gw.cache.enabled), ("responses", gw.responses.store, True)):
+        if used and store == "redis" and gw.state.counters != "redis" and not gw.state.redis_url():
+            problems.append(f"{gw_doc.where((section, 'store'))}: {section}.store: redis needs the Redis URL in env var "
+                            f"{gw.state.redis_url_env} (state.redis_url_env), which is not set")
     experiments = _load_experiments(policies_dir / EXPERIMENTS_FILE, set(gw.models), prompts,
                                     gw.metering.enabled, problems)
     tabular = _load_tabular(gw, gw_doc, policies_dir, problems)

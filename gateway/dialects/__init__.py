@@ -59,14 +59,10 @@ async def _keep_response(app: web.Application, ex, response: dict[str, Any]) -> 
                                   responses.input_items(ex.client_body or {}, ex.id))
 
 
-def _openai_error(err: GatewayError) -> dict[str, Any]:
-    return err.body()
-
-
 ANTHROPIC_MESSAGES = Dialect(anthropic_messages.NAME, "/v1/messages", _messages_to_chat,
                              anthropic_messages.from_chat, AnthropicStream, anthropic_messages.error_body)
 OPENAI_RESPONSES = Dialect(responses.NAME, "/v1/responses", _responses_to_chat, responses.from_chat,
-                           ResponsesStream, _openai_error, _keep_response)
+                           ResponsesStream, GatewayError.body, _keep_response)  # OpenAI's error shape is ours
 
 _BY_PATH = (ANTHROPIC_MESSAGES, OPENAI_RESPONSES)
 

@@ -13,12 +13,18 @@ import time
 from gateway.cache.store import CacheKey, Entry
 
 
+def store_client(url: str, timeout_s: float):
+    """A Redis client for a store whose every call may fail on its own (cache, stored responses): the
+    timeout applies to each call, and a failure counts as that call failing."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                   health_check_interval=30)
+
+
 class RedisCache:
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                              health_check_interval=30)
+        self._redis = store_client(url, timeout_s)
         self.prefix = f"{prefix}:cache"
 
     def _name(self, key: CacheKey) -> str:

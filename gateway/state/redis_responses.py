@@ -3,13 +3,12 @@ with the response (PX), so every worker and replica can continue any conversatio
 
 from __future__ import annotations
 
+from gateway.state.redis_cache import store_client
+
 
 class RedisResponses:
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                              health_check_interval=30)
+        self._redis = store_client(url, timeout_s)
         self.prefix = f"{prefix}:resp:"
 
     async def get(self, response_id: str) -> bytes | None:

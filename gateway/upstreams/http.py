@@ -37,6 +37,10 @@ class HttpUpstreamSettings(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(default=100, ge=1, le=10_000)
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is missing) that the type needs beyond its key's env var; checked at start-up."""
+        return []
+
 
 class HttpPool:
     """The app's one ClientSession, opened and closed by a cleanup_ctx in app.py."""
