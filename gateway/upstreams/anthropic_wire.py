@@ -17,7 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
 
 # chat fields with no Messages API counterpart
 _REFUSED = {
@@ -213,17 +213,14 @@ def to_completion(msg: dict[str, Any], request_id: str) -> dict[str, Any]:
             "usage": usage_to_openai(msg.get("usage") or {})}
 
 
-class StreamTranslator:
-    """Anthropic stream events in, chat-completion chunks out (each event gives zero or more)."""
+class StreamTranslator(ChunkTranslator):
+    """Anthropic stream events in, chat-completion chunks out (each event gives zero or more); the id
+    and model come with message_start."""
 
     def __init__(self) -> None:
-        self.base: dict[str, Any] = {"object": "chat.completion.chunk", "created": 0}
+        super().__init__()
         self.usage: dict[str, Any] = {}
         self.tools = -1  # chat tool index of the open tool_use block
-        self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
@@ -256,7 +253,7 @@ class StreamTranslator:
             return [self._chunk({}, finish_reason(stop))]
         if kind == "message_stop":
             self.done = True
-            return [{**self.base, "choices": [], "usage": usage_to_openai(self.usage)}]
+            return [self._usage_chunk(usage_to_openai(self.usage))]
         if kind == "error":
             err = event.get("error") or {}
             return [{"error": {"message": err.get("message") or "upstream stream error",

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
 
 _REFUSED = {
     "n": "several choices per request", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -170,17 +170,13 @@ def to_completion(data: dict[str, Any], request_id: str, model: str) -> dict[str
             "usage": usage_to_openai(data.get("usage") or {})}
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkTranslator):
     """ConverseStream events (`{"_event": type, ...payload}`) in, chat chunks out. The stream ends
     with `metadata` (usage) after `messageStop`: `done` is set by it."""
 
     def __init__(self, request_id: str, model: str) -> None:
-        self.base = {"id": request_id, "object": "chat.completion.chunk", "created": 0, "model": model}
+        super().__init__(request_id, model)
         self.tools: dict[int, int] = {}  # content block index -> chat tool index
-        self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("_event")
@@ -206,7 +202,7 @@ class StreamTranslator:
             return [self._chunk({}, finish_reason(event.get("stopReason")))]
         if kind == "metadata":
             self.done = True
-            return [{**self.base, "choices": [], "usage": usage_to_openai(event.get("usage") or {})}]
+            return [self._usage_chunk(usage_to_openai(event.get("usage") or {}))]
         if kind == "exception":
             return [{"error": {"message": event.get("message") or "upstream stream error",
                                "type": event.get("exception") or "api_error"}}]

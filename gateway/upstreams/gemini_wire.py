@@ -17,7 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
 
 _REFUSED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities", "logit_bias": "logit biases",
             "audio": "audio output", "modalities": "audio output", "prediction": "predicted outputs",
@@ -204,19 +204,19 @@ def to_completion(data: dict[str, Any], request_id: str, model: str) -> dict[str
             "usage": usage_to_openai(data.get("usageMetadata") or {})}
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkTranslator):
     """streamGenerateContent chunks in, chat-completion chunks out. Gemini's stream has no end
     marker: the chunk with a finishReason (and usage) is the last, and `done` is set by it."""
 
     def __init__(self, request_id: str, model: str) -> None:
+        super().__init__(request_id, model)
         self.request_id, self.model = request_id, model
         self.started = False
         self.calls = 0
-        self.done = False
 
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        base = {"id": data.get("responseId") or self.request_id, "object": "chat.completion.chunk", "created": 0,
-                "model": data.get("modelVersion") or self.model}
+        self.base.update(id=data.get("responseId") or self.request_id, model=data.get("modelVersion") or self.model)
+        base = self.base
         out: list[dict[str, Any]] = []
         finished = False
         for i, cand in enumerate(_candidates(data)):
@@ -235,5 +235,5 @@ class StreamTranslator:
         self.started = True
         if finished:
             self.done = True
-            out.append({**base, "choices": [], "usage": usage_to_openai(data.get("usageMetadata") or {})})
+            out.append(self._usage_chunk(usage_to_openai(data.get("usageMetadata") or {})))
         return out

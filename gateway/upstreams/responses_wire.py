@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import Provider, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, message_text
 
 _REFUSED = {
     "n": "several choices per request", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -160,16 +160,12 @@ def to_completion(data: dict[str, Any], request_id: str, model: str) -> dict[str
     return out
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkTranslator):
     """Responses API stream events in, chat chunks out; `done` at response.completed / .incomplete."""
 
     def __init__(self, request_id: str, model: str) -> None:
-        self.base = {"id": request_id, "object": "chat.completion.chunk", "created": 0, "model": model}
+        super().__init__(request_id, model)
         self.tools: dict[int, int] = {}  # output_index of a function_call item -> chat tool index
-        self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
@@ -195,7 +191,7 @@ class StreamTranslator:
             response = event.get("response") or {}
             out = [self._chunk({}, finish_reason(response, bool(self.tools)))]
             if (usage := usage_to_openai(response.get("usage"))) is not None:
-                out.append({**self.base, "choices": [], "usage": usage})
+                out.append(self._usage_chunk(usage))
             return out
         if kind in ("response.failed", "error"):
             err = (event.get("response") or {}).get("error") or event

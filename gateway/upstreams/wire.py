@@ -67,3 +67,18 @@ def counter(usage: dict[str, Any]):
         v = usage.get(key)
         return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
     return n
+
+
+class ChunkTranslator:
+    """What the stream translators share: the chat chunks one upstream stream becomes (one answer,
+    choice 0), and `done` once the provider said the answer is complete."""
+
+    def __init__(self, request_id: str = "", model: str = "") -> None:
+        self.base: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": 0, "model": model}
+        self.done = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def _usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
+        return {**self.base, "choices": [], "usage": usage}
