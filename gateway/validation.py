@@ -331,3 +331,13 @@ def only(item: dict[str, Any], where: str, allowed: set[str], kind: str = "item"
     for key in item:
         if key not in allowed and key not in ignored:
             raise InvalidRequest(f"`{where}.{key}` is not a field of this {kind} type.", param=f"{where}.{key}")
+
+
+def api_fields(body: dict[str, Any], known: set[str], no_counterpart: dict[str, str], api: str) -> None:
+    """Every top-level field of a request in another API is one this gateway translates: a field the
+    internal form cannot carry is refused by name, and one the API does not have is a 400 too."""
+    for key in body:
+        if key in no_counterpart:
+            raise untranslatable(key, no_counterpart[key])
+        if key not in known:
+            raise InvalidRequest(f"`{key}` is not a {api} field.", param=key)

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailure
-from gateway.validation import integer, number, obj, one_of, only, string, untranslatable
+from gateway.validation import api_fields, integer, number, obj, one_of, only, string, untranslatable
 
 NAME = "messages"  # the ledger's `endpoint` and the metrics' label for this dialect
 
@@ -44,11 +44,7 @@ def _only(item: dict[str, Any], where: str, allowed: set[str]) -> None:
 def to_chat(body: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
     """The chat-completions body for an Anthropic Messages request (its `gateway` object already popped).
     `counting`: a `count_tokens` request, which has no `max_tokens` and may not stream."""
-    for key in body:
-        if key in _NO_COUNTERPART:
-            raise _refuse(key, _NO_COUNTERPART[key])
-        if key not in _TOP:
-            raise InvalidRequest(f"`{key}` is not a Messages API field.", param=key)
+    api_fields(body, _TOP, _NO_COUNTERPART, "Messages API")
     model = body.get("model")
     string("model", model, empty=False)
     out: dict[str, Any] = {"model": model}

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.validation import boolean, integer, number, obj, one_of, only, string, untranslatable
+from gateway.validation import api_fields, boolean, integer, number, obj, one_of, only, string, untranslatable
 
 NAME = "responses"  # the ledger's `endpoint` and the metrics' label for this dialect
 
@@ -50,11 +50,7 @@ def _only(item: dict[str, Any], where: str, allowed: set[str]) -> None:
 def to_chat(body: dict[str, Any], history: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The chat-completions body for a Responses request (its `gateway` object already popped), and
     the conversation to store with its answer: `history` (from `previous_response_id`) plus this input."""
-    for key in body:
-        if key in _NO_COUNTERPART:
-            raise _refuse(key, _NO_COUNTERPART[key])
-        if key not in _TOP:
-            raise InvalidRequest(f"`{key}` is not a Responses API field.", param=key)
+    api_fields(body, _TOP, _NO_COUNTERPART, "Responses API")
     model = body.get("model")
     string("model", model, empty=False)
     out: dict[str, Any] = {"model": model}
