@@ -83,12 +83,16 @@ class StoredResponses:
                 "the request said `store: false`.", param="previous_response_id", code="previous_response_not_found")
         return record["history"]
 
-    async def response(self, response_id: str, owner: str) -> dict[str, Any]:
+    async def _found(self, response_id: str, owner: str) -> dict[str, Any]:
+        """The record, or the 404 every /v1/responses/{id} route answers for a missing one."""
         record = await self._record(response_id, owner)
         if record is None:
             raise GatewayError(f"Response with id {response_id!r} not found.", status=404,
                                type="invalid_request_error", code="response_not_found")
-        return record["response"]
+        return record
+
+    async def response(self, response_id: str, owner: str) -> dict[str, Any]:
+        return (await self._found(response_id, owner))["response"]
 
     async def keep(self, owner: str, response: dict[str, Any], history: list[dict[str, Any]],
                    items: list[dict[str, Any]] | None = None) -> None:
@@ -102,16 +106,10 @@ class StoredResponses:
             log.warning("response %s not stored: store unavailable (%s)", response["id"], type(e).__name__)
 
     async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]]:
-        record = await self._record(response_id, owner)
-        if record is None:
-            raise GatewayError(f"Response with id {response_id!r} not found.", status=404,
-                               type="invalid_request_error", code="response_not_found")
-        return record.get("input") or []
+        return (await self._found(response_id, owner)).get("input") or []
 
     async def delete(self, response_id: str, owner: str) -> None:
-        if await self._record(response_id, owner) is None:
-            raise GatewayError(f"Response with id {response_id!r} not found.", status=404,
-                               type="invalid_request_error", code="response_not_found")
+        await self._found(response_id, owner)
         await self.backend.delete(response_id)
 
     async def close(self) -> None:
