@@ -17,7 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, data_url, message_text
 
 # chat fields with no Messages API counterpart
 _REFUSED = {
@@ -42,26 +42,14 @@ ANTHROPIC = Provider("an Anthropic", _REFUSED, _HARMLESS, _KNOWN)
 _refuse = ANTHROPIC.refuse
 
 
+def _image(url: str, where: str) -> dict[str, Any]:
+    if (inline := data_url(url)) is not None:
+        return {"type": "image", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    out = []
-    for j, part in enumerate(content or ()):
-        kind = part.get("type")
-        if kind == "text":
-            if part.get("text"):
-                out.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url") or ""
-            if url.startswith("data:"):
-                head, _, data = url.partition(",")
-                media = head[5:].split(";")[0]
-                out.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
-            else:
-                out.append({"type": "image", "source": {"type": "url", "url": url}})
-        else:
-            raise _refuse(f"{where}.content[{j}].type", f"a {kind!r} content part")
-    return out
+    return ANTHROPIC.parts(content, where, lambda t: {"type": "text", "text": t}, _image)
 
 
 _EPHEMERAL = {"type": "ephemeral"}

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, data_url, message_text
 
 _REFUSED = {
     "n": "several choices per request", "logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -39,25 +39,15 @@ BEDROCK = Provider("a Bedrock", _REFUSED, _HARMLESS, _KNOWN)
 _refuse = BEDROCK.refuse
 
 
+def _image(url: str, where: str) -> dict[str, Any]:
+    inline = data_url(url)
+    if inline is None or inline[0] not in _IMAGE_FORMATS:
+        raise _refuse(where, "an image that is not inline PNG, JPEG, GIF or WebP data")
+    return {"image": {"format": _IMAGE_FORMATS[inline[0]], "source": {"bytes": inline[1]}}}
+
+
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out = []
-    for j, part in enumerate(content or ()):
-        kind = part.get("type")
-        if kind == "text":
-            if part.get("text"):
-                out.append({"text": part["text"]})
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url") or ""
-            media = url[5:].split(";")[0] if url.startswith("data:") else ""
-            if media not in _IMAGE_FORMATS:
-                raise _refuse(f"{where}.content[{j}].image_url.url", "an image that is not inline PNG, JPEG, GIF "
-                              "or WebP data")
-            out.append({"image": {"format": _IMAGE_FORMATS[media], "source": {"bytes": url.partition(",")[2]}}})
-        else:
-            raise _refuse(f"{where}.content[{j}].type", f"a {kind!r} content part")
-    return out
+    return BEDROCK.parts(content, where, lambda t: {"text": t}, _image)
 
 
 _CACHE_POINT = {"cachePoint": {"type": "default"}}

@@ -17,7 +17,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.base import UpstreamError
-from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, message_text
+from gateway.upstreams.wire import ChunkTranslator, Provider, add_turn, counter, data_url, message_text
 
 _REFUSED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities", "logit_bias": "logit biases",
             "audio": "audio output", "modalities": "audio output", "prediction": "predicted outputs",
@@ -36,25 +36,14 @@ GEMINI = Provider("a Gemini", _REFUSED, _HARMLESS, _KNOWN)
 _refuse = GEMINI.refuse
 
 
+def _image(url: str, where: str) -> dict[str, Any]:
+    if (inline := data_url(url)) is None:
+        raise _refuse(where, "an image by URL (Gemini takes inline data or files it stores)")
+    return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+
+
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out = []
-    for j, part in enumerate(content or ()):
-        kind = part.get("type")
-        if kind == "text":
-            if part.get("text"):
-                out.append({"text": part["text"]})
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url") or ""
-            if not url.startswith("data:"):
-                raise _refuse(f"{where}.content[{j}].image_url.url", "an image by URL (Gemini takes inline data "
-                              "or files it stores)")
-            head, _, data = url.partition(",")
-            out.append({"inlineData": {"mimeType": head[5:].split(";")[0], "data": data}})
-        else:
-            raise _refuse(f"{where}.content[{j}].type", f"a {kind!r} content part")
-    return out
+    return GEMINI.parts(content, where, lambda t: {"text": t}, _image)
 
 
 def to_gemini(body: dict[str, Any]) -> dict[str, Any]:

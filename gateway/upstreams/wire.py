@@ -5,6 +5,7 @@ JSON object providers want; non-negative token counts from a usage object. Pure 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,6 +32,24 @@ class Provider:
             elif key not in self.known:
                 raise self.refuse(key, f"the chat field {key!r}")
 
+    def parts(self, content: Any, where: str, text: Callable[[str], dict[str, Any]],
+              image: Callable[[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """A chat message's content as this provider's parts: `text(t)` for each non-empty text,
+        `image(url, where)` for each image part; any other part type is refused by name."""
+        if isinstance(content, str):
+            return [text(content)] if content else []
+        out = []
+        for j, part in enumerate(content or ()):
+            kind = part.get("type")
+            if kind == "text":
+                if part.get("text"):
+                    out.append(text(part["text"]))
+            elif kind == "image_url":
+                out.append(image((part.get("image_url") or {}).get("url") or "", f"{where}.content[{j}].image_url.url"))
+            else:
+                raise self.refuse(f"{where}.content[{j}].type", f"a {kind!r} content part")
+        return out
+
     def arguments(self, raw: Any, where: str) -> dict[str, Any]:
         """A tool call's arguments as an object (providers take tool inputs as objects)."""
         try:
@@ -41,6 +60,14 @@ class Provider:
             raise InvalidRequest(f"`{where}` must be a JSON object to be sent to {self.name} upstream (tool inputs "
                                  "are objects there).", param=where)
         return value
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a `data:` URL, None for any other URL."""
+    if not url.startswith("data:"):
+        return None
+    head, _, data = url.partition(",")
+    return head[5:].split(";")[0], data
 
 
 def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]], field: str = "content") -> None:
