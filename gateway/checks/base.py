@@ -71,6 +71,22 @@ class Verdict:
     def redact_output(cls, rewrite: str, reason: str, *, score: float | None = None, **details: Any) -> Verdict:
         return cls(Action.REDACT, score, reason, details, rewrite=rewrite)
 
+    def labels(self) -> list[str]:
+        """What kind of thing was found, as names the policy or the detector defines (pii entity types,
+        injection pattern families, the denied topic, a denylist category): kept in the ledger so the
+        console can count them. Never text from the request."""
+        d = self.details
+        found: set[str] = set()
+        if isinstance(d.get("counts"), dict):
+            found.update(map(str, d["counts"]))
+        if isinstance(d.get("families"), list):
+            found.update(map(str, d["families"]))
+        if self.action is not Action.ALLOW:
+            for key in ("topic", "category"):
+                if isinstance(d.get(key), str):
+                    found.add(d[key])
+        return sorted(found)
+
 
 @dataclass(slots=True)
 class OutputSegment:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.metering import journal
+from gateway.metering import journal, rollups
 from gateway.metering.outcome import FAILED, OUTCOME_SQL, REFUSED, outcome
 
 log = logging.getLogger("gateway.ledger")
@@ -52,6 +52,7 @@ DIMENSIONS = (
     ("served", "COALESCE(served_model, '')"),
     ("prompt", "COALESCE(prompt_name || '@' || prompt_version, '')"),
     ("upstream", "COALESCE(upstream, '')"),
+    ("group", "COALESCE(grp, '')"),
 )
 
 
@@ -269,6 +270,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER;
     """,
+    # v8: the console's rollups (gateway/metering/rollups.py): a `group` dimension in usage_hourly,
+    # latency histograms per dimension and check verdict counts per hour, backfilled from the rows.
+    # (It calls the current rollup builders: if one of them changes, freeze a copy for this entry.)
+    f"""
+    INSERT INTO usage_hourly {_rollup_select("group", "COALESCE(grp, '')")} WHERE true GROUP BY 1, 3;
+    {rollups.LATENCY_TABLE_SQLITE}
+    """ + "".join(rollups.sqlite_latency_rollup(dim, expr, "true") + ";" for dim, expr in DIMENSIONS)
+    + "".join(sql + ";" for sql in rollups.sqlite_checks_rollup("true")),
 ]
 
 # A repeated id is skipped (a replayed journal, a retried batch); any other constraint is an error the
@@ -290,7 +299,8 @@ _ROLLUP = [
         refused = refused + excluded.refused, cache_hits = cache_hits + excluded.cache_hits,
         saved_usd = saved_usd + excluded.saved_usd"""
     for dim, expr in DIMENSIONS
-]
+] + [rollups.sqlite_latency_rollup(dim, expr, "id BETWEEN ? AND ?") for dim, expr in DIMENSIONS] + (
+    rollups.sqlite_checks_rollup("r.id BETWEEN ? AND ?"))
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often
 # (a large batch would hold it for milliseconds), large enough to stay efficient.
 _CHUNK = 64

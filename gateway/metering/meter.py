@@ -187,7 +187,7 @@ def _max_output(body: dict[str, Any]) -> int:
 def _row(ex: Exchange, status: int, grp: str | None, elapsed_ms: float) -> tuple:
     u = ex.usage
     served = ex.served_by or (ex.cache.origin if ex.cache is not None else None)  # a hit: who answered first
-    verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status]
+    verdicts = orjson.dumps([[r.type, r.check, r.verdict.action.value, r.verdict.score, r.status, r.verdict.labels()]
                              for r in ex.results]).decode() if ex.results else None
     return (
         ex.id, ex.wall_start, ex.api, ex.key_name, grp, ex.user_ref, ex.model or None,

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway.metering import rollups
 from gateway.metering.ledger import COLUMNS, COUNT_IF, DIMENSIONS, FEEDBACK_COLUMNS
 from gateway.metering.outcome import FAILED, REFUSED
 from gateway.state.config import StateError, StateSettings, redacted
@@ -181,7 +182,7 @@ WITH i AS (
     FROM i WHERE experiment IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (experiment, variant) DO UPDATE SET
         {", ".join(f"{c} = experiment_stats.{c} + excluded.{c}" for c in _STATS_ADD)}
-)
+){rollups.postgres_rollup_ctes(_DIMS)}
 SELECT COUNT(*) FROM i
 """
 _MERGE_FEEDBACK = f"""
@@ -241,6 +242,9 @@ class PostgresSink:
             cur = conn.cursor()
             # A batch's sorts and groupings fit in memory (the default 4 MB spills a 20k-row batch to disk).
             cur.execute("SET LOCAL work_mem = '64MB'")
+            # The verdict rollup's JSON functions are estimated at 100 rows each, so a 2,000-row batch
+            # looks like 20M rows to the planner and JIT compiles it: ~1.3 s per batch instead of 40 ms.
+            cur.execute("SET LOCAL jit = off")
             if feedback:
                 with cur.copy(f"COPY feedback_stage ({_FB}) FROM STDIN") as copy:
                     for row in feedback:
