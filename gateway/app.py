@@ -138,7 +138,9 @@ async def browser_middleware(request: web.Request, handler) -> web.StreamRespons
             "Access-Control-Allow-Origin": origin, "Vary": "Origin",
             "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": _CORS_HEADERS, "Access-Control-Max-Age": "600"})
-    if request.method == "POST" and request.body_exists and not _is_json(request.content_type):
+    # The console's forms are the exception: its POSTs need a session cookie (SameSite=Strict) and a CSRF token.
+    if (request.method == "POST" and request.body_exists and not _is_json(request.content_type)
+            and not request.path.startswith("/ui/")):
         raise GatewayError(f"Send the body as JSON with `Content-Type: application/json` (got "
                            f"{request.content_type!r}).", status=415, type="invalid_request_error",
                            code="unsupported_media_type")
@@ -505,4 +507,9 @@ def build_app(
     app.router.add_get("/admin/status", admin_status)
     app.router.add_post("/admin/cache/clear", admin_cache_clear)
     app.router.add_get("/metrics", metrics)
+    if runtime.console.enabled:
+        from gateway.console.routes import build_console, home
+
+        app.router.add_get("/ui", home)
+        app.add_subapp("/ui", build_console(runtime.console, ledger_path.parent if ledger_path is not None else None))
     return app

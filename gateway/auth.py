@@ -86,6 +86,10 @@ class KeyRing:
             used.add(self.open_principal.policy)
         return used
 
+    def by_digest(self) -> dict[str, Principal]:
+        """Declared keys by the SHA-256 of the key (the console matches its sessions against them)."""
+        return dict(self._by_hash)
+
     def authenticate(self, authorization: str | None) -> Principal:
         if self.open_principal is not None:
             return self.open_principal

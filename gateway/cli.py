@@ -134,7 +134,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import build_app
 
     ledger = Path(args.ledger) if args.ledger else sdir / "ledger.db"
-    app = build_app(policies, runtime, pool, ledger_path=ledger, prompts_dir=prompts, vet=vet)
+    from gateway.console.session import SecretError
+
+    try:
+        app = build_app(policies, runtime, pool, ledger_path=ledger, prompts_dir=prompts, vet=vet)
+    except SecretError as e:
+        print(f"gateway: {policies / 'gateway.yaml'}: {e}", file=sys.stderr)
+        return 2
     loop = None
     try:
         import uvloop

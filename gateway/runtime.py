@@ -29,6 +29,7 @@ from gateway.prompts.store import PromptStore
 from gateway.pipeline import Pipeline, build_pipeline
 from gateway.routing import Route, Router
 from gateway.cache.settings import CacheSettings
+from gateway.console.settings import ConsoleSettings
 from gateway.dialects.stored_responses import ResponsesSettings
 from gateway.state.config import StateSettings
 from gateway.telemetry.tracing import TelemetrySettings
@@ -73,6 +74,7 @@ class Runtime:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)  # likewise
     cache: CacheSettings = field(default_factory=CacheSettings)  # likewise (routes' and policies' cache: are live)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)  # read at start-up
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)  # read at start-up
     embedded_state: bool = False  # `state:` ignored (load_runtime's flag), kept for reloads
     loaded_at: float = field(default_factory=time.time)
 
@@ -268,7 +270,7 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
                    prices, prompts, experiments, gw.metering.enabled, user_reference(gw.metering), warnings,
                    tabular=tabular, ledger_journal=gw.metering.journal, state=gw.state,
                    embedded_state=embedded_state, telemetry=gw.telemetry, cache=gw.cache,
-                   responses=gw.responses)
+                   responses=gw.responses, console=gw.console)
 
 
 def _load_tabular(gw: GatewayFile, gw_doc, policies_dir: Path, problems: list[str]) -> dict:

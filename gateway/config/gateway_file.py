@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import KeyConfig, OpenModeConfig
 from gateway.cache.settings import CacheSettings
+from gateway.console.settings import ConsoleSettings
 from gateway.dialects.stored_responses import ResponsesSettings
 from gateway.metering.limits import Limits
 from gateway.routing import RouteConfig
@@ -80,5 +81,7 @@ class GatewayFile(BaseModel):
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     # OpenTelemetry traces over OTLP/HTTP (gateway/telemetry/tracing.py); read at start-up.
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    # The web console at /ui (gateway/console/); read at start-up.
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     # Classical (tabular) models served behind the gateway: schema-checked, logged, drift-monitored.
     tabular: dict[str, TabularModelConfig] = Field(default_factory=dict)

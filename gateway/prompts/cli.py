@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from gateway.config.yamlfile import parse_yaml
 
 from gateway.errors import GatewayError, PolicyError
 from gateway.prompts.registry import DEFAULT_LABEL, Registry, load_registry, parse_ref
-from gateway.prompts.schema import LABEL, NAME, content_hash
-from gateway.prompts.store import PromptStore, history_entry
+from gateway.prompts.schema import NAME
+from gateway.prompts import edits
+from gateway.prompts.store import PromptStore
 
 SKELETON = """\
 description: What this prompt is for.
@@ -136,47 +136,19 @@ def cmd_new(args, store: PromptStore) -> str:
 
 
 def cmd_promote(args, store: PromptStore) -> str:
-    if not LABEL.match(args.label):
-        raise CliError(f"labels use a-z, 0-9, '_' and '-' (got {args.label!r})")
-    with store.editing():
-        reg = _registry(store)  # the version must load, compile and match its lock entry
-        compiled, _ = reg.resolve(args.name, args.version)
-        lock = store.read_lock()
-        raw = parse_yaml(compiled.path)
-        lock.setdefault(args.name, {})[args.version] = content_hash(raw)
-        store.write_lock(lock)
-        labels = store.read_labels(args.name)
-        old = labels.get(args.label)
-        labels[args.label] = args.version
-        store.write_labels(args.name, labels)
-        store.append_history(args.name, history_entry(args.label, old, args.version, "promote"))
+    try:
+        old, compiled = edits.promote(store, args.name, args.version, args.label)
+    except edits.PromptEditError as e:
+        raise CliError(str(e)) from None
     moved = f"v{old} -> v{args.version}" if old is not None else f"v{args.version}"
     return f"{args.name}: {args.label} {moved} (v{args.version} published, {compiled.hash})"
 
 
 def cmd_rollback(args, store: PromptStore) -> str:
-    with store.editing():
-        labels = store.read_labels(args.name)
-        if args.label not in labels:
-            raise CliError(f"{args.name} has no label {args.label!r}")
-        # Replay the label's history as a stack of "what it pointed to before each promotion".
-        stack: list[int | None] = []
-        for entry in store.read_history(args.name):
-            if entry.get("label") != args.label:
-                continue
-            if entry.get("action") == "promote":
-                stack.append(entry.get("from"))
-            elif entry.get("action") == "rollback" and stack:
-                stack.pop()
-        target = stack[-1] if stack else None
-        if target is None:
-            raise CliError(f"{args.name}:{args.label} has no earlier version to roll back to "
-                           f"(see {store.root / args.name / 'history.jsonl'})")
-        current = labels[args.label]
-        labels[args.label] = target
-        store.write_labels(args.name, labels)
-        store.append_history(args.name, history_entry(args.label, current, target, "rollback"))
-        _registry(store)  # refuse to leave an invalid state behind unnoticed
+    try:
+        current, target = edits.rollback(store, args.name, args.label)
+    except edits.PromptEditError as e:
+        raise CliError(str(e)) from None
     return f"{args.name}: {args.label} v{current} -> v{target} (rolled back)"
 
 

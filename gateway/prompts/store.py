@@ -126,8 +126,9 @@ def _umask() -> int:
     return mask
 
 
-def history_entry(label: str, old: int | None, new: int, action: str) -> dict[str, Any]:
-    return {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "by": who(), "label": label,
+def history_entry(label: str, old: int | None, new: int, action: str, by: str | None = None) -> dict[str, Any]:
+    """`by`: who made the move (the console passes `console:<admin key name>`); default: this user."""
+    return {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "by": by or who(), "label": label,
             "from": old, "to": new, "action": action}
 
 
