@@ -61,13 +61,29 @@ def example_rows(n: int, days: float = 30, now: float | None = None, seed: int =
             upstream_ms=None, overhead_ms=round(rng.uniform(0.5, 3), 3), attempts=1 + (status == 502),
             verdicts=json.dumps(verdicts, separators=(",", ":")) if verdicts else None,
             experiment="support-answer-v2" if prompt[0] else None,
-            variant=("control" if prompt[1] == 1 else "v2") if prompt[0] else None,
+            variant=("control" if prompt[1] == 1 else "cited") if prompt[0] else None,
             unit_hash=f"u{rng.randrange(5000)}" if prompt[0] else None, outcome=outcome(status, error),
             cache=rng.choice(["miss", "miss", "hit"]) if served and key == "search-rag" else None)
         if values["cache"] == "hit":
             values["saved_usd"], values["cost_usd"], values["input_tokens"], values["output_tokens"] = (
                 values["cost_usd"], 0.0, 0, 0)
         out.append(tuple(values[c] for c in L.COLUMNS))
+    return out
+
+
+def example_feedback(rows: list[tuple], seed: int = 7) -> list[tuple]:
+    """Outcomes for half the experiment's requests, the cited variant resolving a little more often."""
+    rng = random.Random(seed)
+    col = {c: i for i, c in enumerate(L.COLUMNS)}
+    out = []
+    for r in rows:
+        if r[col["experiment"]] is None or rng.random() < 0.5:
+            continue
+        cited = r[col["variant"]] == "cited"
+        rid, ts, exp, variant, unit = (r[col["request_id"]], r[col["ts"]] + 60, r[col["experiment"]], r[col["variant"]],
+                                       r[col["unit_hash"]])
+        out.append((rid, "resolved", ts, exp, variant, unit, float(rng.random() < (0.42 if cited else 0.35))))
+        out.append((rid, "rating", ts, exp, variant, unit, float(min(5, max(1, round(rng.gauss(4.2 if cited else 4.0, 0.8)))))))
     return out
 
 
@@ -79,7 +95,7 @@ def write_example_ledger(path: Path, n: int, days: float = 30, now: float | None
     try:
         for start in range(0, n, batch):
             rows = example_rows(min(batch, n - start), days, now, seed + start)
-            written += L.write_rows(conn, rows)
+            written += L.write_rows(conn, rows, example_feedback(rows, seed + start))
     finally:
         conn.close()
     return written

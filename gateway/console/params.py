@@ -61,9 +61,10 @@ def name(query: Any, param: str, pattern: re.Pattern = _NAME) -> str | None:
     return value
 
 
-def prompt_name(value: str) -> str:
-    if not _PROMPT.match(value):
-        raise BadParam("prompt", "prompt names use a-z, 0-9, '.', '_' and '-'")
+def prompt_name(value: str, what: str = "prompt") -> str:
+    """A prompt or experiment name from the path (never a path of its own: no `/`, no `..`)."""
+    if not _PROMPT.match(value) or ".." in value:
+        raise BadParam(what, f"{what} names use a-z, 0-9, '.', '_' and '-'")
     return value
 
 

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import datetime as dt
-import difflib
 import logging
 import time
 from pathlib import Path
@@ -14,34 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.console import auth, params, queries
+from gateway.console import auth, experiment_pages, params, prompt_pages, queries
+from gateway.console.routes_common import read, reader
 from gateway.console.render import page
-from gateway.console.session import USER, Sessions, load_secret
+from gateway.console.session import Sessions, load_secret
 from gateway.console.settings import ConsoleSettings
 from gateway.errors import GatewayError
-from gateway.keys import HOLDER, METER
-from gateway.metering.ledger import LedgerUnavailable
+from gateway.keys import HOLDER
 from gateway.metering.limits import day_start, month_start
-from gateway.prompts import edits
-from gateway.prompts.store import PromptStore
 
 log = logging.getLogger("gateway.console")
 STATIC = Path(__file__).with_name("static")
-
-
-def _reader(request: web.Request):
-    ledger = request.config_dict[METER].ledger
-    if ledger is None:
-        raise GatewayError("This gateway runs without a ledger (`--no-ledger` or metering off), so there is nothing "
-                           "to show here.", status=409, type="invalid_request_error")
-    return ledger.reader
-
-
-async def _read(fn, *args):
-    try:
-        return await asyncio.to_thread(fn, *args)
-    except LedgerUnavailable as e:
-        raise GatewayError(f"The ledger cannot be read right now: {e}", status=503, type="service_unavailable") from None
 
 
 def _window(request: web.Request, default_since: str = "24h") -> tuple[float, float, queries.Window]:
@@ -76,24 +57,24 @@ def _overview_data(request: web.Request) -> tuple[dict[str, Any], Any]:
     first = dt.datetime.fromtimestamp(m_start, dt.UTC)
     m_end = m_start + calendar.monthrange(first.year, first.month)[1] * 86400
 
-    def read(reader):
-        return {"overview": queries.overview(reader, w, dim, value),
-                "breakdowns": {d: queries.breakdown(reader, w, d) for d in queries.BREAKDOWNS},
-                "budgets": queries.budgets(reader, _scopes(request), now, day_start(now), m_start, m_end)}
+    def load(led):
+        return {"overview": queries.overview(led, w, dim, value),
+                "breakdowns": {d: queries.breakdown(led, w, d) for d in queries.BREAKDOWNS},
+                "budgets": queries.budgets(led, _scopes(request), now, day_start(now), m_start, m_end)}
 
     ctx = {"since": since, "until": until, "window": w, "dim": dim, "value": value}
-    return ctx, read
+    return ctx, load
 
 
 async def overview(request: web.Request) -> web.Response:
-    ctx, read = _overview_data(request)
-    data = await _read(read, _reader(request))
+    ctx, load = _overview_data(request)
+    data = await read(load, reader(request))
     return page(request, "overview.html", nav="overview", **ctx, **data)
 
 
 async def api_overview(request: web.Request) -> web.Response:
-    ctx, read = _overview_data(request)
-    data = await _read(read, _reader(request))
+    ctx, load = _overview_data(request)
+    data = await read(load, reader(request))
     w = ctx["window"]
     return web.json_response({"first_hour": w.first_hour, "end_hour": w.end_hour, "bucket_hours": w.bucket_hours,
                               "dim": ctx["dim"], "value": ctx["value"], **data})
@@ -118,13 +99,13 @@ def _request_filter(request: web.Request) -> tuple[queries.RequestFilter, int, i
 
 async def requests_list(request: web.Request) -> web.Response:
     f, page_no, size = _request_filter(request)
-    rows, more = await _read(queries.requests_page, _reader(request), f, page_no, size)
+    rows, more = await read(queries.requests_page, reader(request), f, page_no, size)
     return page(request, "requests.html", nav="requests", rows=rows, more=more, page_no=page_no, size=size, f=f)
 
 
 async def api_requests(request: web.Request) -> web.Response:
     f, page_no, size = _request_filter(request)
-    rows, more = await _read(queries.requests_page, _reader(request), f, page_no, size)
+    rows, more = await read(queries.requests_page, reader(request), f, page_no, size)
     return web.json_response({"page": page_no, "size": size, "more": more, "data": rows})
 
 
@@ -132,7 +113,7 @@ async def request_detail(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     if not params._NAME.match(rid):
         raise params.BadParam("request id", "not a request id")
-    row = await _read(queries.one_request, _reader(request), rid)
+    row = await read(queries.one_request, reader(request), rid)
     if row is None:
         raise GatewayError(f"No request {rid!r} in the ledger.", status=404, type="invalid_request_error")
     return page(request, "request.html", nav="requests", r=row)
@@ -141,105 +122,14 @@ async def request_detail(request: web.Request) -> web.Response:
 # ---- guardrails ----------------------------------------------------------------------------------
 async def guardrails(request: web.Request) -> web.Response:
     since, until, w = _window(request, "7d")
-    data = await _read(queries.guardrails, _reader(request), w)
+    data = await read(queries.guardrails, reader(request), w)
     return page(request, "guardrails.html", nav="guardrails", since=since, until=until, window=w, **data)
 
 
 async def api_guardrails(request: web.Request) -> web.Response:
     _, _, w = _window(request, "7d")
-    data = await _read(queries.guardrails, _reader(request), w)
+    data = await read(queries.guardrails, reader(request), w)
     return web.json_response(data)
-
-
-# ---- prompts -------------------------------------------------------------------------------------
-def _store(request: web.Request) -> PromptStore:
-    root = request.config_dict[HOLDER].prompts_dir
-    if root is None:
-        raise GatewayError("This gateway runs without a prompts folder.", status=409, type="invalid_request_error")
-    return PromptStore(root)
-
-
-def _prompt(request: web.Request) -> tuple[str, dict]:
-    name = params.prompt_name(request.match_info["name"])
-    reg = request.config_dict[HOLDER].current.prompts
-    if name not in reg.versions:
-        raise GatewayError(f"No prompt named {name!r}.", status=404, type="invalid_request_error")
-    return name, reg.versions[name]
-
-
-async def prompts_list(request: web.Request) -> web.Response:
-    reg = request.config_dict[HOLDER].current.prompts
-    items = [{"name": n, "versions": list(vs), "labels": reg.labels.get(n, {}),
-              "description": list(vs.values())[-1].spec.description if vs else ""}
-             for n, vs in sorted(reg.versions.items())]
-    return page(request, "prompts.html", nav="prompts", prompts=items)
-
-
-async def prompt_detail(request: web.Request) -> web.Response:
-    name, versions = _prompt(request)
-    reg = request.config_dict[HOLDER].current.prompts
-    history = await asyncio.to_thread(_store(request).read_history, name)
-    return page(request, "prompt.html", nav="prompts", name=name, versions=versions, labels=reg.labels.get(name, {}),
-                history=list(reversed(history)))
-
-
-def side_by_side(a: list[str], b: list[str]) -> list[tuple[str, int | None, str, int | None, str]]:
-    """Rows of (tag, left line no, left text, right line no, right text) for a two-column diff."""
-    rows = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        for k in range(max(i2 - i1, j2 - j1)):
-            li, rj = i1 + k, j1 + k
-            rows.append((tag, li + 1 if li < i2 else None, a[li] if li < i2 else "",
-                         rj + 1 if rj < j2 else None, b[rj] if rj < j2 else ""))
-    return rows
-
-
-async def prompt_diff(request: web.Request) -> web.Response:
-    name, versions = _prompt(request)
-    picked = []
-    for side in ("a", "b"):
-        v = params.integer(request.query, side, 0, 1, 1_000_000)
-        if v not in versions:
-            raise params.BadParam(side, f"{name} has versions {', '.join(map(str, versions))}")
-        picked.append(versions[v])
-    a, b = (c.path.read_text(encoding="utf-8") for c in picked)
-    rows = side_by_side(a.splitlines(), b.splitlines())
-    return page(request, "diff.html", nav="prompts", name=name, a=picked[0], b=picked[1], rows=rows,
-                changed=sum(1 for r in rows if r[0] != "equal"))
-
-
-async def _label_move(request: web.Request, action: str) -> web.StreamResponse:
-    name, versions = _prompt(request)
-    form = await request.post()
-    label = form.get("label")
-    if not isinstance(label, str) or not label:
-        raise params.BadParam("label", "choose a label")
-    if form.get("confirm") != "yes":
-        raise params.BadParam("confirm", f"confirm the {action} (tick the box)")
-    by = f"console:{request[USER].principal.name}"
-    store = _store(request)
-    try:
-        if action == "promote":
-            raw = form.get("version")
-            if not isinstance(raw, str) or not raw.isdigit() or int(raw) not in versions:
-                raise params.BadParam("version", f"{name} has versions {', '.join(map(str, versions))}")
-            await asyncio.to_thread(edits.promote, store, name, int(raw), label, by)
-        else:
-            await asyncio.to_thread(edits.rollback, store, name, label, by)
-    except edits.PromptEditError as e:
-        raise GatewayError(str(e), status=409, type="invalid_request_error") from None
-    result = await request.config_dict[HOLDER].reload(f"console {action} by {request[USER].principal.name}")
-    if not result.ok:
-        log.error("prompt %s %s by console: the reload reported problems: %s", name, action, result.problems)
-    return web.Response(status=303, headers={"Location": f"/ui/prompts/{name}"})
-
-
-async def promote(request: web.Request) -> web.StreamResponse:
-    return await _label_move(request, "promote")
-
-
-async def rollback(request: web.Request) -> web.StreamResponse:
-    return await _label_move(request, "rollback")
 
 
 # ---- the sub-application ---------------------------------------------------------------------------
@@ -259,13 +149,16 @@ def build_console(settings: ConsoleSettings, state_dir: Path | None) -> web.Appl
     r.add_get("/requests", requests_list)
     r.add_get("/requests/{id}", request_detail)
     r.add_get("/guardrails", guardrails)
-    r.add_get("/prompts", prompts_list)
-    r.add_get("/prompts/{name}", prompt_detail)
-    r.add_get("/prompts/{name}/diff", prompt_diff)
-    r.add_post("/prompts/{name}/promote", promote)
-    r.add_post("/prompts/{name}/rollback", rollback)
+    r.add_get("/prompts", prompt_pages.prompts_list)
+    r.add_get("/prompts/{name}", prompt_pages.prompt_detail)
+    r.add_get("/prompts/{name}/diff", prompt_pages.prompt_diff)
+    r.add_post("/prompts/{name}/promote", prompt_pages.promote)
+    r.add_post("/prompts/{name}/rollback", prompt_pages.rollback)
+    r.add_get("/experiments", experiment_pages.experiments_list)
+    r.add_get("/experiments/{name}", experiment_pages.experiment_detail)
     r.add_get("/api/overview", api_overview)
     r.add_get("/api/requests", api_requests)
     r.add_get("/api/guardrails", api_guardrails)
+    r.add_get("/api/experiments/{name}", experiment_pages.api_experiment)
     r.add_static("/static/", STATIC, append_version=False)
     return sub

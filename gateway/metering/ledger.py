@@ -277,7 +277,8 @@ MIGRATIONS: list[str] = [
     INSERT INTO usage_hourly {_rollup_select("group", "COALESCE(grp, '')")} WHERE true GROUP BY 1, 3;
     {rollups.LATENCY_TABLE_SQLITE}
     """ + "".join(rollups.sqlite_latency_rollup(dim, expr, "true") + ";" for dim, expr in DIMENSIONS)
-    + "".join(sql + ";" for sql in rollups.sqlite_checks_rollup("true")),
+    + "".join(sql + ";" for sql in rollups.sqlite_checks_rollup("true"))
+    + rollups.sqlite_experiment_rollup("true", f"outcome = '{FAILED}'") + ";",
 ]
 
 # A repeated id is skipped (a replayed journal, a retried batch); any other constraint is an error the
@@ -300,7 +301,8 @@ _ROLLUP = [
         saved_usd = saved_usd + excluded.saved_usd"""
     for dim, expr in DIMENSIONS
 ] + [rollups.sqlite_latency_rollup(dim, expr, "id BETWEEN ? AND ?") for dim, expr in DIMENSIONS] + (
-    rollups.sqlite_checks_rollup("r.id BETWEEN ? AND ?"))
+    rollups.sqlite_checks_rollup("r.id BETWEEN ? AND ?")) + [
+    rollups.sqlite_experiment_rollup("id BETWEEN ? AND ?", f"outcome = '{FAILED}'")]
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often
 # (a large batch would hold it for milliseconds), large enough to stay efficient.
 _CHUNK = 64

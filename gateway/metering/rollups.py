@@ -30,15 +30,52 @@ CREATE TABLE checks_hourly (
     n INTEGER NOT NULL,
     PRIMARY KEY (hour, type, name, action, status, label)
 ) WITHOUT ROWID;
+CREATE TABLE experiment_hourly (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, hour INTEGER NOT NULL,
+    n INTEGER NOT NULL, errors INTEGER NOT NULL, blocks INTEGER NOT NULL,
+    latency_sum REAL NOT NULL, latency_sq REAL NOT NULL,
+    cost_n INTEGER NOT NULL, cost_sum REAL NOT NULL, cost_sq REAL NOT NULL,
+    tokens_sum REAL NOT NULL, tokens_sq REAL NOT NULL,
+    PRIMARY KEY (experiment, variant, hour)
+) WITHOUT ROWID;
 """
+# experiment_stats per hour: what the console's confidence sequences over time are computed from.
+_BLOCKED = """verdicts LIKE '%"block"%'"""
+EXPERIMENT_SUMS = ("n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq",
+                   "tokens_sum", "tokens_sq")
+
+
+def _experiment_select(hour: str, failed: str, blocked: str) -> str:
+    return f"""SELECT experiment, variant, {hour}, COUNT(*), SUM(CASE WHEN {failed} THEN 1 ELSE 0 END),
+           SUM(CASE WHEN {blocked} THEN 1 ELSE 0 END), SUM(COALESCE(latency_ms, 0)),
+           SUM(COALESCE(latency_ms * latency_ms, 0)), COUNT(cost_usd), COALESCE(SUM(cost_usd), 0),
+           COALESCE(SUM(cost_usd * cost_usd), 0), SUM(input_tokens + output_tokens),
+           SUM((input_tokens + output_tokens) * 1.0 * (input_tokens + output_tokens))"""
+
+
+def sqlite_experiment_rollup(where: str, failed: str) -> str:
+    return f"""
+    INSERT INTO experiment_hourly (experiment, variant, hour, {", ".join(EXPERIMENT_SUMS)})
+    {_experiment_select("CAST(ts / 3600 AS INTEGER)", failed, _BLOCKED)}
+    FROM requests WHERE experiment IS NOT NULL AND {where} GROUP BY 1, 2, 3
+    ON CONFLICT (experiment, variant, hour) DO UPDATE SET
+        {", ".join(f"{c} = {c} + excluded.{c}" for c in EXPERIMENT_SUMS)}"""
 
 
 def bucket_sql(column: str, dialect: str) -> str:
-    """The bucket number of `column` in SQL: a count of the bounds at or below it (portable: SQLite
+    """The bucket number of `column` in SQL: how many bounds are at or below it (portable: SQLite
     builds without math functions have no log())."""
     if dialect == "postgres":
         return f"width_bucket({column}, ARRAY[{', '.join(map(repr, BOUNDS))}]::float8[])"
-    return "(" + " + ".join(f"({column} >= {b!r})" for b in BOUNDS) + ")"
+    return _search(column, 0, len(BOUNDS))
+
+
+def _search(column: str, lo: int, hi: int) -> str:
+    """A balanced CASE over BOUNDS[lo:hi]: about 7 comparisons per row instead of 66."""
+    if lo == hi:
+        return str(lo)
+    mid = (lo + hi) // 2
+    return f"CASE WHEN {column} < {BOUNDS[mid]!r} THEN {_search(column, lo, mid)} ELSE {_search(column, mid + 1, hi)} END"
 
 
 def sqlite_latency_rollup(dim: str, expr: str, where: str) -> str:
@@ -63,7 +100,7 @@ def sqlite_checks_rollup(where: str) -> list[str]:
             f"AND json_type(v.value, '$[5]') = 'array' {tail}"]
 
 
-def postgres_rollup_ctes(dims_values: str) -> str:
+def postgres_rollup_ctes(dims_values: str, failed: str) -> str:
     """CTEs for gateway/state/postgres.py's merge statement, over the CTE `i` of newly inserted rows."""
     return f""", latency AS (
     INSERT INTO latency_hourly (hour, dim, value, bucket, n)
@@ -83,6 +120,12 @@ def postgres_rollup_ctes(dims_values: str) -> str:
         WHERE i.verdicts IS NOT NULL
     ) found GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (hour, type, name, action, status, label) DO UPDATE SET n = checks_hourly.n + excluded.n
+), experiment_hours AS (
+    INSERT INTO experiment_hourly (experiment, variant, hour, {", ".join(EXPERIMENT_SUMS)})
+    {_experiment_select("floor(ts / 3600)::bigint", failed, _BLOCKED)}
+    FROM i WHERE experiment IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (experiment, variant, hour) DO UPDATE SET
+        {", ".join(f"{c} = experiment_hourly.{c} + excluded.{c}" for c in EXPERIMENT_SUMS)}
 )"""
 
 

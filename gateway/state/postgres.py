@@ -182,7 +182,7 @@ WITH i AS (
     FROM i WHERE experiment IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (experiment, variant) DO UPDATE SET
         {", ".join(f"{c} = experiment_stats.{c} + excluded.{c}" for c in _STATS_ADD)}
-){rollups.postgres_rollup_ctes(_DIMS)}
+){rollups.postgres_rollup_ctes(_DIMS, f"outcome = '{FAILED}'")}
 SELECT COUNT(*) FROM i
 """
 _MERGE_FEEDBACK = f"""

@@ -44,6 +44,7 @@ def console_gw(tmp_path_factory):
     """
     policies = write_policies(root / "policies", yaml, default="request: [{type: pii, name: no-pii, mode: regex}]\nresponse: []\n")
     (policies / "pricing.yaml").write_text("models:\n  echo: {input: 1.0, output: 2.0, source: test, as_of: 2026-12-01}\n")
+    shutil.copy(REPO / "policies" / "experiments.yaml", policies / "experiments.yaml")
     prompts = root / "prompts"
     shutil.copytree(REPO / "prompts", prompts, ignore=shutil.ignore_patterns(".edit.lock"))
     ledger = root / "state" / "ledger.db"

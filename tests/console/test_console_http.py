@@ -230,3 +230,32 @@ def test_security_headers_on_every_page(console_gw):
     assert "script-src 'self'" in r.headers["content-security-policy"] and r.headers["x-frame-options"] == "DENY"
     assert r.headers["cache-control"] == "no-store"
     assert httpx.get(console_gw.url + "/ui/static/vendor/htmx-2.0.11.min.js", timeout=30).status_code == 200
+
+
+def test_experiment_page_is_the_ab_report_with_its_confidence_sequences(console_gw):
+    from gateway.experiments.report import build_report
+    from gateway.metering.ledger import SqliteReader
+
+    c = login(console_gw)
+    data = c.get("/ui/api/experiments/support-answer-v2").json()
+    exp = console_gw.app[__import__("gateway.keys", fromlist=["HOLDER"]).HOLDER].current.experiments["support-answer-v2"].exp
+    want = build_report(SqliteReader(console_gw.ledger), exp)
+    assert [v["units"] for v in data["report"]["variants"]] == [v["units"] for v in want["variants"]]
+    assert data["report"]["decision"] == want["decision"] and data["report"]["srm"]["p_value"] == pytest.approx(
+        want["srm"]["p_value"])
+    by_metric = {(r["metric"], r["variant"]): r for r in want["comparisons"] if r["status"] == "ok"}
+    assert {m["metric"] for m in data["sequences"]} >= {"resolved", "rating", "latency_ms", "error_rate"}
+    for m in data["sequences"]:
+        for v in m["variants"]:
+            assert v["points"], m["metric"]
+            last = v["points"][-1]
+            lo, hi = by_metric[(m["metric"], v["variant"])]["confidence_sequence"]
+            assert (last["lo"], last["hi"]) == (pytest.approx(lo), pytest.approx(hi)), m["metric"]
+            # Always valid: the intervals of earlier days are wider or equal on average (more data narrows them).
+            first = v["points"][0]
+            assert first["hi"] - first["lo"] >= last["hi"] - last["lo"]
+    html = c.get("/ui/experiments/support-answer-v2").text
+    assert "Decision" in html and "confidence" in html.lower() and 'data-zero="1"' in html
+    assert c.get("/ui/experiments").status_code == 200
+    assert c.get("/ui/experiments/..%2Fx").status_code == 400
+    assert c.get("/ui/experiments/unknown").status_code == 404

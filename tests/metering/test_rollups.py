@@ -27,6 +27,10 @@ def varied_rows(n: int, seed: int = 3, start: int = 0) -> list[tuple]:
         r = list(row(i, key=rng.choice(["a", "b", None]), ts=BASE + rng.random() * 5 * 3600))
         r[L.COLUMNS.index("grp")] = rng.choice(["team-x", None])
         r[L.COLUMNS.index("latency_ms")] = rng.lognormvariate(3, 1.2) if i % 11 else None
+        if i % 3:
+            r[L.COLUMNS.index("experiment")], r[L.COLUMNS.index("variant")] = "exp", rng.choice(["control", "new"])
+            r[L.COLUMNS.index("unit_hash")] = f"u{i % 97}"
+            r[L.COLUMNS.index("outcome")] = rng.choice(["ok", "ok", "failed", "refused"])
         if i % 2:
             r[L.COLUMNS.index("verdicts")] = json.dumps([
                 ["pii", "no-pii", rng.choice(["allow", "flag", "redact"]), 0.9, rng.choice(["ok", "ok", "timeout"]),
@@ -62,6 +66,14 @@ def check_against_rows(query, rows: list[tuple]) -> None:
     by_group = dict(query("SELECT value, SUM(requests) FROM usage_hourly WHERE dim = 'group' GROUP BY value"))
     want = Counter(r[L.COLUMNS.index("grp")] or "" for r in rows)
     assert by_group == dict(want)
+    # experiment_hourly adds up to experiment_stats (kept by its own trigger), per variant and column.
+    sums = ", ".join(f"SUM({c})" for c in rollups.EXPERIMENT_SUMS)
+    hourly = {v: tuple(map(float, rest)) for v, *rest in query(f"SELECT variant, {sums} FROM experiment_hourly GROUP BY variant")}
+    stats = {v: tuple(map(float, rest)) for v, *rest in query(
+        f"SELECT variant, {', '.join(rollups.EXPERIMENT_SUMS)} FROM experiment_stats")}
+    assert hourly.keys() == stats.keys() == {"control", "new"}
+    for v in stats:
+        assert hourly[v] == pytest.approx(stats[v], rel=1e-9)
     one_key = query("SELECT bucket, SUM(n) FROM latency_hourly WHERE dim = 'key' AND value = 'a' GROUP BY bucket")
     assert sum(n for _, n in one_key) == sum(1 for r in rows if r[L.COLUMNS.index("key")] == "a"
                                             and r[L.COLUMNS.index("latency_ms")] is not None)

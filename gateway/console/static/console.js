@@ -16,6 +16,10 @@
     var series = [{}].concat(fields.map(function (f, i) {
       return { label: f.replace(/_/g, " "), stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false };
     }));
+    if (el.dataset.zero) {  // the no-difference line under a confidence sequence
+      data.push(rows.map(function () { return 0; }));
+      series.push({ label: "no difference", stroke: "#98a2b3", width: 1, dash: [4, 4] });
+    }
     var width = Math.max(el.clientWidth || el.parentNode.clientWidth || 520, 300);
     el.dataset.drawn = "1";
     new uPlot({ width: width, height: 220, series: series, scales: { x: { time: true } },

@@ -1,6 +1,6 @@
 -- The console's rollups, as SQLite ledger version 8 (gateway/metering/rollups.py): a `group` dimension in
 -- usage_hourly, latency histograms per dimension (bucket bounds: rollups.BOUNDS, checked by a test) and
--- check verdict counts per hour, each backfilled from the rows already in the ledger.
+-- check verdict counts and experiment sums per hour, each backfilled from the rows already in the ledger.
 INSERT INTO usage_hourly (hour, dim, value, requests, errors, input_tokens, cached_tokens, output_tokens,
                           cost_usd, priced, unpriced, estimated, latency_ms_sum, refused, cache_hits, saved_usd)
 SELECT floor(ts / 3600)::bigint, 'group', COALESCE(grp, ''), COUNT(*),
@@ -35,3 +35,19 @@ FROM requests r CROSS JOIN LATERAL jsonb_array_elements(r.verdicts::jsonb) v
 CROSS JOIN LATERAL (SELECT '' AS label UNION ALL SELECT jsonb_array_elements_text(
     CASE jsonb_typeof(v -> 5) WHEN 'array' THEN v -> 5 ELSE '[]'::jsonb END)) l
 WHERE r.verdicts IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6;
+
+CREATE TABLE experiment_hourly (
+    experiment text NOT NULL, variant text NOT NULL, hour bigint NOT NULL,
+    n bigint NOT NULL, errors bigint NOT NULL, blocks bigint NOT NULL,
+    latency_sum double precision NOT NULL, latency_sq double precision NOT NULL,
+    cost_n bigint NOT NULL, cost_sum double precision NOT NULL, cost_sq double precision NOT NULL,
+    tokens_sum double precision NOT NULL, tokens_sq double precision NOT NULL,
+    PRIMARY KEY (experiment, variant, hour)
+);
+INSERT INTO experiment_hourly
+SELECT experiment, variant, floor(ts / 3600)::bigint, COUNT(*), SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN verdicts LIKE '%"block"%' THEN 1 ELSE 0 END), SUM(COALESCE(latency_ms, 0)),
+       SUM(COALESCE(latency_ms * latency_ms, 0)), COUNT(cost_usd), COALESCE(SUM(cost_usd), 0),
+       COALESCE(SUM(cost_usd * cost_usd), 0), SUM(input_tokens + output_tokens),
+       SUM((input_tokens + output_tokens) * 1.0 * (input_tokens + output_tokens))
+FROM requests WHERE experiment IS NOT NULL GROUP BY 1, 2, 3;
