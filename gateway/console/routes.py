@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.console import auth, experiment_pages, params, prompt_pages, queries
+from gateway.console import auth, eval_pages, experiment_pages, params, prompt_pages, queries
 from gateway.console.routes_common import read, reader
 from gateway.console.render import page
 from gateway.console.session import Sessions, load_secret
@@ -140,6 +140,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 def build_console(settings: ConsoleSettings, state_dir: Path | None) -> web.Application:
     """Raises session.SecretError (a start-up error) when the configured secret is unusable."""
     sub = web.Application(middlewares=[auth.console_middleware])
+    sub[eval_pages.STATE_DIR] = state_dir
     sub[auth.SESSIONS] = Sessions(load_secret(settings.secret_env, state_dir), settings.session_hours * 3600)
     r = sub.router
     r.add_get("/", overview)
@@ -156,6 +157,8 @@ def build_console(settings: ConsoleSettings, state_dir: Path | None) -> web.Appl
     r.add_post("/prompts/{name}/rollback", prompt_pages.rollback)
     r.add_get("/experiments", experiment_pages.experiments_list)
     r.add_get("/experiments/{name}", experiment_pages.experiment_detail)
+    r.add_get("/evals", eval_pages.evals_list)
+    r.add_get("/evals/compare", eval_pages.evals_compare)
     r.add_get("/api/overview", api_overview)
     r.add_get("/api/requests", api_requests)
     r.add_get("/api/guardrails", api_guardrails)

@@ -88,6 +88,16 @@ def load_run(state: Path, run_id: str) -> tuple[dict[str, Any], dict[tuple[str, 
             "git_commit": commit, "suite_hash": sh, "dataset_hash": dh}, results
 
 
+def load_gates(state: Path, run_id: str) -> list[dict[str, Any]]:
+    """The gate results recorded with a run ([] for none, or an unknown run)."""
+    conn = _connect(state)
+    try:
+        row = conn.execute("SELECT gates FROM runs WHERE id = ?", (run_id,)).fetchone()
+    finally:
+        conn.close()
+    return json.loads(row[0]) if row and row[0] else []
+
+
 def last_run_id(state: Path, suite: str) -> str | None:
     if not (state / "eval.db").exists():
         return None
