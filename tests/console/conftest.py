@@ -11,7 +11,7 @@ import pytest
 
 from gateway.auth import hash_key
 from gateway.console.example_data import write_example_ledger
-from tests.helpers import REPO, ledger_row, running_gateway, write_policies
+from tests.helpers import REPO, ledger_row, run_cli, running_gateway, write_policies
 
 ADMIN_KEY = "console-admin-secret"
 USER_KEY = "console-user-secret"
@@ -49,6 +49,10 @@ def console_gw(tmp_path_factory):
     shutil.copytree(REPO / "prompts", prompts, ignore=shutil.ignore_patterns(".edit.lock"))
     ledger = root / "state" / "ledger.db"
     write_example_ledger(ledger, SEEDED, days=3, now=time.time() - 120, seed=11)
+    # Two tracked eval runs in the same state directory, as `gateway eval run` records them.
+    for _ in range(2):
+        out = run_cli("eval", "--state-dir", str(ledger.parent), "run", "evals/json-extraction.yaml", timeout=180)
+        assert "recorded in" in out.stdout, out.stdout + out.stderr
     with running_gateway(policies, ledger=ledger, prompts=prompts) as server:
         server.ledger = ledger
         server.prompts = prompts

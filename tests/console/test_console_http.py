@@ -259,3 +259,15 @@ def test_experiment_page_is_the_ab_report_with_its_confidence_sequences(console_
     assert c.get("/ui/experiments").status_code == 200
     assert c.get("/ui/experiments/..%2Fx").status_code == 400
     assert c.get("/ui/experiments/unknown").status_code == 404
+
+
+def test_evals_pages_list_runs_and_compare_them(console_gw):
+    c = login(console_gw)
+    html = c.get("/ui/evals").text
+    ids = re.findall(r"<code>(\d{8}-\d{6}-[0-9a-f]{6})</code>", html)
+    assert len(ids) == 2 and "json-extraction" in html and 'data-fields="pass_rate"' in html
+    page = c.get("/ui/evals/compare", params={"a": ids[1], "b": ids[0]})
+    assert page.status_code == 200
+    assert "order-1" in page.text and "assertion_pass_rate" in page.text and "A-1001" in page.text
+    assert c.get("/ui/evals/compare", params={"a": ids[1], "b": "20000101-000000-abcdef"}).status_code == 404
+    assert c.get("/ui/evals/compare", params={"a": "../../x", "b": ids[0]}).status_code == 400
