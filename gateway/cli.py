@@ -184,6 +184,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_example_data(args: argparse.Namespace) -> int:
+    from gateway.console.example_data import write_example_ledger
+
+    if args.rows < 1 or args.days <= 0:
+        print("gateway console example-data: --rows must be at least 1 and --days above 0", file=sys.stderr)
+        return 2
+    path = state_dir(args.state_dir) / "ledger.db"
+    n = write_example_ledger(path, args.rows, days=args.days)
+    print(f"added {n:,} example rows over {args.days:g} days to {path}; open http://127.0.0.1:8080/ui/ after "
+          f"`gateway serve --state-dir {path.parent}`")
+    return 0
+
+
 def cmd_hash_key(args: argparse.Namespace) -> int:
     from gateway.auth import hash_key
 
@@ -403,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: __import__("gateway.tabular.example_model", fromlist=["main"]).main(a.rest))
 
     guard_cli.add_parser(sub)
+
+    p = sub.add_parser("console", help="the web console at /ui: example-data (a ledger of made-up traffic to try it on)")
+    csub = p.add_subparsers(dest="console_command", required=True)
+    q = csub.add_parser("example-data", help="append made-up traffic to the state directory's SQLite ledger")
+    q.add_argument("--state-dir", help="where the ledger lives (default ./.gateway or $GATEWAY_STATE_DIR)")
+    q.add_argument("--rows", type=int, default=20_000, help="rows to add (default 20000)")
+    q.add_argument("--days", type=float, default=7, help="spread over the last DAYS days (default 7)")
+    q.set_defaults(func=cmd_console_example_data)
 
     p = sub.add_parser("train", help="retrain a learned guardrail detector (injection, faithfulness, pii)")
     from gateway.training.cli import add_arguments as add_train_arguments

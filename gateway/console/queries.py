@@ -30,6 +30,11 @@ class Window:
     def buckets(self) -> list[int]:
         return list(range(self.first_hour, self.end_hour, self.bucket_hours))
 
+    def bucket_sql(self) -> tuple[str, tuple[int, ...]]:
+        """bucket_of(hour) in SQL (integer division in SQLite and PostgreSQL alike), so a month of
+        hours is grouped into days by the database, not in Python."""
+        return "? + ((hour - ?) / ?) * ?", (self.first_hour, self.first_hour, self.bucket_hours, self.bucket_hours)
+
 
 def _dim_filter(dim: str | None, value: str | None) -> tuple[str, tuple]:
     """One rollup dimension to read: a filtered one, or `key` (every row has exactly one key value,
@@ -42,11 +47,12 @@ def _dim_filter(dim: str | None, value: str | None) -> tuple[str, tuple]:
 def overview(reader: Any, w: Window, dim: str | None = None, value: str | None = None) -> dict[str, Any]:
     cond, args = _dim_filter(dim, value)
     hours = (w.first_hour, w.end_hour)
-    rows = reader.query(f"""SELECT hour, SUM(requests), SUM(errors), SUM(refused), SUM(input_tokens), SUM(output_tokens),
+    b, b_args = w.bucket_sql()
+    rows = reader.query(f"""SELECT {b}, SUM(requests), SUM(errors), SUM(refused), SUM(input_tokens), SUM(output_tokens),
         SUM(cost_usd), SUM(latency_ms_sum), SUM(cache_hits), SUM(saved_usd) FROM usage_hourly
-        WHERE {cond} AND hour >= ? AND hour < ? GROUP BY hour""", (*args, *hours))
-    lat = reader.query(f"SELECT hour, bucket, SUM(n) FROM latency_hourly WHERE {cond} AND hour >= ? AND hour < ? "
-                       "GROUP BY hour, bucket", (*args, *hours))
+        WHERE {cond} AND hour >= ? AND hour < ? GROUP BY 1""", (*b_args, *args, *hours))
+    lat = reader.query(f"SELECT {b}, bucket, SUM(n) FROM latency_hourly WHERE {cond} AND hour >= ? AND hour < ? "
+                       "GROUP BY 1, bucket", (*b_args, *args, *hours))
     fields = ("requests", "errors", "refused", "input_tokens", "output_tokens", "cost_usd")
     series = {b: dict.fromkeys(fields, 0) for b in w.buckets()}
     for hour, *values in rows:
@@ -199,8 +205,9 @@ ACTIONS = ("allow", "flag", "redact", "block")
 
 
 def guardrails(reader: Any, w: Window) -> dict[str, Any]:
-    rows = reader.query("SELECT hour, type, name, action, status, label, SUM(n) FROM checks_hourly WHERE hour >= ? "
-                        "AND hour < ? GROUP BY hour, type, name, action, status, label", (w.first_hour, w.end_hour))
+    b, b_args = w.bucket_sql()
+    rows = reader.query(f"SELECT {b}, type, name, action, status, label, SUM(n) FROM checks_hourly WHERE hour >= ? "
+                        "AND hour < ? GROUP BY 1, type, name, action, status, label", (*b_args, w.first_hour, w.end_hour))
     checks: dict[tuple[str, str], dict[str, Any]] = {}
     for hour, ctype, name, action, status, label, n in rows:
         c = checks.setdefault((ctype, name), {"type": ctype, "name": name, "runs": 0, "timeout": 0, "error": 0,

@@ -22,8 +22,9 @@ BOUNDS: tuple[float, ...] = tuple(round(0.25 * RATIO ** i, 4) for i in range(66)
 LATENCY_TABLE_SQLITE = """
 CREATE TABLE latency_hourly (
     hour INTEGER NOT NULL, dim TEXT NOT NULL, value TEXT NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
-    PRIMARY KEY (hour, dim, value, bucket)
+    PRIMARY KEY (dim, hour, value, bucket)  -- read as one dimension over a range of hours
 ) WITHOUT ROWID;
+CREATE INDEX usage_hourly_by_dim ON usage_hourly(dim, hour);
 CREATE TABLE checks_hourly (
     hour INTEGER NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL, status TEXT NOT NULL,
     label TEXT NOT NULL,            -- '' counts check runs; otherwise what a run found (never text)
@@ -83,7 +84,7 @@ def sqlite_latency_rollup(dim: str, expr: str, where: str) -> str:
     INSERT INTO latency_hourly (hour, dim, value, bucket, n)
     SELECT CAST(ts / 3600 AS INTEGER), '{dim}', {expr}, {bucket_sql("latency_ms", "sqlite")}, COUNT(*)
     FROM requests WHERE latency_ms IS NOT NULL AND {where} GROUP BY 1, 3, 4
-    ON CONFLICT (hour, dim, value, bucket) DO UPDATE SET n = n + excluded.n"""
+    ON CONFLICT (dim, hour, value, bucket) DO UPDATE SET n = n + excluded.n"""
 
 
 def sqlite_checks_rollup(where: str) -> list[str]:
@@ -108,7 +109,7 @@ def postgres_rollup_ctes(dims_values: str, failed: str) -> str:
     FROM i CROSS JOIN LATERAL (VALUES {dims_values}) AS d (dim, value)
     WHERE i.latency_ms IS NOT NULL
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (hour, dim, value, bucket) DO UPDATE SET n = latency_hourly.n + excluded.n
+    ON CONFLICT (dim, hour, value, bucket) DO UPDATE SET n = latency_hourly.n + excluded.n
 ), checks AS (
     INSERT INTO checks_hourly (hour, type, name, action, status, label, n)
     SELECT hour, type, name, action, status, label, COUNT(*) FROM (

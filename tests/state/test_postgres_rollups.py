@@ -20,7 +20,7 @@ def test_postgres_rollups_from_batches_and_from_the_backfill(pg_schema):
     reader = postgres.PostgresReader(s)
     check_against_rows(reader.query, rows)
     # Rows that were there before 0004: drop the rollups, re-run the migration's backfill.
-    conn.execute("DROP TABLE latency_hourly; DROP TABLE checks_hourly; DROP TABLE experiment_hourly; "
+    conn.execute("DROP TABLE latency_hourly; DROP TABLE checks_hourly; DROP TABLE experiment_hourly; DROP INDEX usage_hourly_by_dim; "
                  "DELETE FROM usage_hourly WHERE dim = 'group'")
     conn.commit()
     conn.execute((postgres.MIGRATIONS_DIR / "0004_console_rollups.sql").read_text())

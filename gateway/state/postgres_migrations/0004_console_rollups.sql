@@ -14,8 +14,9 @@ FROM requests GROUP BY 1, 3;
 
 CREATE TABLE latency_hourly (
     hour bigint NOT NULL, dim text NOT NULL, value text NOT NULL, bucket integer NOT NULL, n bigint NOT NULL,
-    PRIMARY KEY (hour, dim, value, bucket)
+    PRIMARY KEY (dim, hour, value, bucket)  -- read as one dimension over a range of hours
 );
+CREATE INDEX usage_hourly_by_dim ON usage_hourly(dim, hour);
 INSERT INTO latency_hourly (hour, dim, value, bucket, n)
 SELECT floor(r.ts / 3600)::bigint, d.dim, d.value, width_bucket(r.latency_ms, ARRAY[0.25, 0.3125, 0.3906, 0.4883, 0.6104, 0.7629, 0.9537, 1.1921, 1.4901, 1.8626, 2.3283, 2.9104, 3.638, 4.5475, 5.6843, 7.1054, 8.8818, 11.1022, 13.8778, 17.3472, 21.684, 27.1051, 33.8813, 42.3516, 52.9396, 66.1744, 82.7181, 103.3976, 129.247, 161.5587, 201.9484, 252.4355, 315.5444, 394.4305, 493.0381, 616.2976, 770.372, 962.965, 1203.7062, 1504.6328, 1880.791, 2350.9887, 2938.7359, 3673.4198, 4591.7748, 5739.7185, 7174.6481, 8968.3102, 11210.3877, 14012.9846, 17516.2308, 21895.2885, 27369.1106, 34211.3883, 42764.2354, 53455.2942, 66819.1178, 83523.8972, 104404.8715, 130506.0894, 163132.6117, 203915.7646, 254894.7058, 318618.3822, 398272.9778, 497841.2222]::float8[]), COUNT(*)
 FROM requests r CROSS JOIN LATERAL (VALUES ('key', COALESCE(r.key, '')), ('model', COALESCE(r.model, '')),
