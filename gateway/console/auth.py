@@ -96,6 +96,9 @@ async def console_middleware(request: web.Request, handler) -> web.StreamRespons
         if e.status < 400:
             raise
         return _error(request, e.status, "no such console page" if e.status == 404 else e.reason)
+    except Exception:  # a crashing page is an error page; logged as the gateway logs any internal error
+        log.exception("internal error on console page %s %s", request.method, request.path)
+        return _error(request, 500, "this page failed on the server; the error is in the gateway's log")
     for k, v in SECURITY_HEADERS.items():
         resp.headers.setdefault(k, v)
     return resp

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.console import auth, eval_pages, experiment_pages, params, prompt_pages, queries
+from gateway.console import auth, eval_pages, experiment_pages, params, prompt_pages, queries, tabular_pages
 from gateway.console.routes_common import read, reader
 from gateway.console.render import page
 from gateway.console.session import Sessions, load_secret
@@ -157,6 +157,8 @@ def build_console(settings: ConsoleSettings, state_dir: Path | None) -> web.Appl
     r.add_post("/prompts/{name}/rollback", prompt_pages.rollback)
     r.add_get("/experiments", experiment_pages.experiments_list)
     r.add_get("/experiments/{name}", experiment_pages.experiment_detail)
+    r.add_get("/tabular", tabular_pages.tabular_list)
+    r.add_get("/tabular/{name}", tabular_pages.tabular_detail)
     r.add_get("/evals", eval_pages.evals_list)
     r.add_get("/evals/compare", eval_pages.evals_compare)
     r.add_get("/api/overview", api_overview)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -189,3 +190,24 @@ def test_config_errors_name_the_field(tmp_path):
     root2 = write_policies(tmp_path / "b", gateway_yaml("http://127.0.0.1:1/predict").replace("tenure_months:", "label:", 1))
     r = run_cli("check-policies", "--policies", str(root2))
     assert r.returncode == 2 and "reserved column names" in r.stderr
+
+
+def test_console_tabular_pages_show_the_drift_report(gw, hook):
+    """The console's tabular pages (open mode on loopback: no login) show what GET .../drift reports, with
+    reference vs current histograms and the webhook deliveries of the test above."""
+    send(gw, "churn-b", rows_of(300, shift=1.0, seed=13))
+    time.sleep(0.6)
+    listing = httpx.get(gw.url + "/ui/tabular", timeout=30)
+    assert listing.status_code == 200 and "churn-b" in listing.text and "Open mode" in listing.text
+    report = httpx.get(gw.url + "/v1/tabular/churn-b/drift?window=1h", timeout=30).json()
+    page = httpx.get(gw.url + "/ui/tabular/churn-b?window=1h", timeout=30)
+    assert page.status_code == 200
+    html = page.text
+    assert f'data-total="rows">{report["window"]["rows"]:,}<' in html
+    for c in report["data_drift"]["columns"]:
+        row = re.search(rf'<tr data-feature="{c["column"]}">(.*?)</tr>', html, re.S).group(1)
+        assert ("drifted</span>" in row) == c["drifted"]
+        assert row.count('class="bin"') >= 3  # a histogram pair per bin
+    assert "ADWIN alarms" in html and "Webhook deliveries" in html and "<td>200</td>" in html
+    assert httpx.get(gw.url + "/ui/tabular/churn-b?window=2y", timeout=30).status_code == 400
+    assert httpx.get(gw.url + "/ui/tabular/nope", timeout=30).status_code == 404
