@@ -46,7 +46,7 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
 
 def principal_for(request: web.Request) -> tuple[Principal | None, str | None, str]:
     """(principal, CSRF nonce, why not) for this request."""
-    keys = request.app[HOLDER].current.keys if HOLDER in request.app else request.config_dict[HOLDER].current.keys
+    keys = request.config_dict[HOLDER].current.keys
     sessions = request.config_dict[SESSIONS]
     auth = request.headers.get("Authorization")
     if auth is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.experiments.config import Experiment
 from gateway.experiments.report import BUILTIN
+from gateway.metering.rollups import EXPERIMENT_SUMS
 from gateway.stats.ab import Summary
 from gateway.stats.sequential import msprt
 
@@ -30,6 +31,12 @@ def _cumulative(points: dict[str, dict[int, list[float]]]) -> dict[str, list[tup
             series.append((t, acc))
         out[variant] = series
     return out
+
+
+def _add(by: dict[str, dict[int, list[float]]], variant: str, t: int, values: list[float]) -> None:
+    """Add `values` to the sums kept for (variant, time t)."""
+    prev = by[variant].get(t)
+    by[variant][t] = values if prev is None else [a + b for a, b in zip(prev, values)]
 
 
 def _at(series: list[tuple[int, list[float]]], t: int) -> list[float] | None:
@@ -60,16 +67,13 @@ def _sequence(exp: Experiment, cum: dict[str, list[tuple[int, list[float]]]], su
 def series(reader: Any, exp: Experiment, bucket_s: int) -> list[dict[str, Any]]:
     """[{metric, source, variants: [{variant, points: [{t, diff, lo, hi, p}]}]}] at `bucket_s` steps."""
     step = bucket_s // 3600
-    rows = reader.query("SELECT variant, hour, n, errors, blocks, latency_sum, latency_sq, cost_n, cost_sum, cost_sq, "
-                        "tokens_sum, tokens_sq FROM experiment_hourly WHERE experiment = ?", (exp.name,))
+    cols = EXPERIMENT_SUMS
+    rows = reader.query(f"SELECT variant, hour, {', '.join(cols)} FROM experiment_hourly WHERE experiment = ?",
+                        (exp.name,))
     by: dict[str, dict[int, list[float]]] = defaultdict(dict)
     for variant, hour, *sums in rows:
-        end = (hour // step + 1) * step * 3600
-        prev = by[variant].get(end)
-        by[variant][end] = [float(x or 0) for x in sums] if prev is None else [a + float(b or 0) for a, b in zip(prev, sums)]
+        _add(by, variant, (hour // step + 1) * step * 3600, [float(x or 0) for x in sums])
     cum = _cumulative(by)
-    cols = ("n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq", "tokens_sum",
-            "tokens_sq")
     # In the report's order: the declared (feedback) metrics, then the ledger's.
     out = [{"metric": name, "source": "feedback", "variants": _feedback(reader, exp, name, spec, bucket_s)}
            for name, spec in exp.metrics.items()]
@@ -92,21 +96,17 @@ def _feedback(reader: Any, exp: Experiment, metric: str, spec, bucket_s: int) ->
 
     by: dict[str, dict[int, list[float]]] = defaultdict(dict)
 
-    def add(variant: str, t: int, values: list[float]) -> None:
-        prev = by[variant].get(t)
-        by[variant][t] = values if prev is None else [a + b for a, b in zip(prev, values)]
-
     if spec.type == "proportion":
         # Units assigned by then, and how many of them had converted (counted from their first outcome).
         for variant, ts in reader.query("SELECT variant, first_ts FROM experiment_units WHERE experiment = ?", (exp.name,)):
-            add(variant, end_of(ts), [1.0, 0.0])
+            _add(by, variant, end_of(ts), [1.0, 0.0])
         for variant, ts in reader.query("SELECT variant, first_ts FROM feedback_units WHERE experiment = ? AND metric = ? "
                                         "AND max_value >= 1", (exp.name, metric)):
-            add(variant, end_of(ts), [0.0, 1.0])
+            _add(by, variant, end_of(ts), [0.0, 1.0])
         summarise = (lambda acc: Summary.proportion(min(int(acc[1]), int(acc[0])), int(acc[0])) if acc[0] else None)
     else:
         for variant, ts, mean in reader.query("SELECT variant, first_ts, total / n FROM feedback_units WHERE experiment = ? "
                                               "AND metric = ?", (exp.name, metric)):
-            add(variant, end_of(ts), [1.0, float(mean), float(mean) * float(mean)])
+            _add(by, variant, end_of(ts), [1.0, float(mean), float(mean) * float(mean)])
         summarise = (lambda acc: Summary.from_sums(int(acc[0]), acc[1], acc[2]) if acc[0] else None)
     return _sequence(exp, _cumulative(by), summarise)

@@ -112,9 +112,8 @@ async def tabular_detail(request: web.Request) -> web.Response:
     def build():
         import time
 
-        rows = store.window(model.name, time.time() - window_s)
-        report = tabular.compute_drift(store, model, window_s)
-        return rows, report
+        rows = store.window(model.name, time.time() - window_s)  # read once: the report and the pictures
+        return rows, tabular.compute_drift(store, model, window_s, rows)
 
     rows, report = await asyncio.to_thread(build)
     bucket_s = 3600 if window_s <= 2 * 86400 else 86400

@@ -161,13 +161,16 @@ def _seconds(text: str) -> float:
     return value
 
 
-def compute_drift(store: PredictionStore, model: TabularModel, window_s: float) -> dict[str, Any]:
-    """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking)."""
+def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
+                  rows: list[tuple] | None = None) -> dict[str, Any]:
+    """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking). `rows`:
+    that window as `store.window` returns it, when the caller has read it already (the console)."""
     from gateway.stats import drift  # scipy: ~1 s to import, paid on the first drift report, not at start-up
 
     cfg = model.cfg
     now = time.time()
-    rows = store.window(model.name, now - window_s)
+    if rows is None:
+        rows = store.window(model.name, now - window_s)
     out: dict[str, Any] = {"model": model.name, "window": {"seconds": window_s, "rows": len(rows),
                                                             "labelled": sum(r[3] is not None for r in rows)},
                            "drift": False}
