@@ -24,15 +24,12 @@ class Window:
     end_hour: int
     bucket_hours: int
 
-    def bucket_of(self, hour: int) -> int:
-        return hour - (hour - self.first_hour) % self.bucket_hours
-
     def buckets(self) -> list[int]:
         return list(range(self.first_hour, self.end_hour, self.bucket_hours))
 
     def bucket_sql(self) -> tuple[str, tuple[int, ...]]:
-        """bucket_of(hour) in SQL (integer division in SQLite and PostgreSQL alike), so a month of
-        hours is grouped into days by the database, not in Python."""
+        """The first hour of an hour's chart bucket, in SQL (integer division in SQLite and PostgreSQL
+        alike), so a month of hours is grouped into days by the database, not in Python."""
         return "? + ((hour - ?) / ?) * ?", (self.first_hour, self.first_hour, self.bucket_hours, self.bucket_hours)
 
 
@@ -55,22 +52,22 @@ def overview(reader: Any, w: Window, dim: str | None = None, value: str | None =
                        "GROUP BY 1, bucket", (*b_args, *args, *hours))
     fields = ("requests", "errors", "refused", "input_tokens", "output_tokens", "cost_usd")
     series = {b: dict.fromkeys(fields, 0) for b in w.buckets()}
-    for hour, *values in rows:
-        acc = series[w.bucket_of(hour)]
+    for start, *values in rows:  # rows and lat come grouped by chart bucket (Window.bucket_sql)
+        acc = series[start]
         for f, v in zip(fields, values):
             acc[f] += v or 0
     hist: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     everything: dict[int, int] = defaultdict(int)
-    for hour, bucket, n in lat:
-        hist[w.bucket_of(hour)][bucket] += n
+    for start, bucket, n in lat:
+        hist[start][bucket] += n
         everything[bucket] += n
     for b, acc in series.items():
         acc["p50_ms"] = rollups.percentile(hist[b].items(), 0.5)
         acc["p95_ms"] = rollups.percentile(hist[b].items(), 0.95)
         acc["cost_usd"] = round(acc["cost_usd"], 8)
-    totals = {f: sum(r[i] or 0 for r in rows) for i, f in enumerate(
-        ("_hour", "requests", "errors", "refused", "input_tokens", "output_tokens", "cost_usd", "latency_sum",
-         "cache_hits", "saved_usd")) if f != "_hour"}
+    names = ("requests", "errors", "refused", "input_tokens", "output_tokens", "cost_usd", "latency_sum", "cache_hits",
+             "saved_usd")
+    totals = {f: sum(r[i + 1] or 0 for r in rows) for i, f in enumerate(names)}
     totals["cost_usd"] = round(totals["cost_usd"], 8)
     totals["error_rate"] = totals["errors"] / totals["requests"] if totals["requests"] else None
     totals["p50_ms"] = rollups.percentile(everything.items(), 0.5)
@@ -209,7 +206,7 @@ def guardrails(reader: Any, w: Window) -> dict[str, Any]:
     rows = reader.query(f"SELECT {b}, type, name, action, status, label, SUM(n) FROM checks_hourly WHERE hour >= ? "
                         "AND hour < ? GROUP BY 1, type, name, action, status, label", (*b_args, w.first_hour, w.end_hour))
     checks: dict[tuple[str, str], dict[str, Any]] = {}
-    for hour, ctype, name, action, status, label, n in rows:
+    for start, ctype, name, action, status, label, n in rows:  # grouped by chart bucket (Window.bucket_sql)
         c = checks.setdefault((ctype, name), {"type": ctype, "name": name, "runs": 0, "timeout": 0, "error": 0,
                                               **{a: 0 for a in ACTIONS}, "labels": defaultdict(int),
                                               "series": {b: dict.fromkeys(ACTIONS, 0) for b in w.buckets()}})
@@ -220,7 +217,7 @@ def guardrails(reader: Any, w: Window) -> dict[str, Any]:
         c[action] = c.get(action, 0) + n
         if status in ("timeout", "error"):
             c[status] += n
-        c["series"][w.bucket_of(hour)][action] = c["series"][w.bucket_of(hour)].get(action, 0) + n
+        c["series"][start][action] = c["series"][start].get(action, 0) + n
     out = []
     for c in sorted(checks.values(), key=lambda c: (c["type"], c["name"])):
         c["labels"] = sorted(c["labels"].items(), key=lambda kv: (-kv[1], kv[0]))

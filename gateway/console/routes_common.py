@@ -15,8 +15,8 @@ from gateway.metering.ledger import LedgerUnavailable
 def reader(request: web.Request):
     ledger = request.config_dict[METER].ledger
     if ledger is None:
-        raise GatewayError("This gateway runs without a ledger (`--no-ledger` or metering off), so there is nothing "
-                           "to show here.", status=409, type="invalid_request_error")
+        raise GatewayError("This gateway keeps no usage ledger, so there is nothing to show here.", status=409,
+                           type="invalid_request_error")
     return ledger.reader
 
 
