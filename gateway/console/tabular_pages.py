@@ -48,6 +48,8 @@ def _histograms(model: tabular.TabularModel, rows: list[tuple]) -> dict[str, dic
     """Reference vs current share per bin (numeric: the profile's equal-width bins; categories: each value)."""
     if model.profile is None:
         return {}
+    from gateway.stats.drift import hist_props  # scipy: imported on the first drift page, not at start-up
+
     feats = [json.loads(r[1]) for r in rows]
     out = {}
     for name, ref in model.profile.columns.items():
@@ -58,9 +60,7 @@ def _histograms(model: tabular.TabularModel, rows: list[tuple]) -> dict[str, dic
             if not ref.hist_edges:
                 continue
             edges = np.asarray(ref.hist_edges)
-            cur = np.array([v for v in values if isinstance(v, (int, float))], dtype=float)
-            counts, _ = np.histogram(np.clip(cur, edges[0], edges[-1]), bins=edges) if cur.size else (np.zeros(len(edges) - 1), None)
-            cur_p = counts / max(counts.sum(), 1)
+            cur_p = hist_props(np.array([v for v in values if isinstance(v, (int, float))], dtype=float), edges)
             bins = [{"label": f"{edges[i]:.4g}-{edges[i + 1]:.4g}", "reference": float(ref.hist_props[i]),
                      "current": float(cur_p[i])} for i in range(len(edges) - 1)]
         else:

@@ -85,7 +85,7 @@ def _fit_column(a: np.ndarray) -> NumericRef | CategoricalRef:
             int(present.size), int(a.size - present.size), float(present.mean()), float(present.std(ddof=1))
             if present.size > 1 else 0.0, float(present[0]), float(present[-1]), edges.tolist(),
             _props(present, edges).tolist(), sorted_quantiles(present, np.linspace(0, 1, N_QUANTILES)).tolist(),
-            hist_edges.tolist(), _hist(present, hist_edges).tolist())
+            hist_edges.tolist(), hist_props(present, hist_edges).tolist())
     values, counts = np.unique(categories(a), return_counts=True)
     missing = int(counts[values == ""].sum()) if (values == "").any() else 0
     return CategoricalRef(int(a.size - missing), missing, {str(v): int(c) for v, c in zip(values, counts) if v != ""})
@@ -121,7 +121,9 @@ def _props(sorted_or_any: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(counts.sum(), 1)
 
 
-def _hist(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def hist_props(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of `values` per equal-width bin (outliers in the end bins): the profile's picture, and the
+    console's current-window bars beside it."""
     counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
     return counts / max(counts.sum(), 1)
 

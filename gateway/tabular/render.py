@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.stats.drift import DriftReport, NumericRef, Profile, _hist, categories, numeric_values
+from gateway.stats.drift import DriftReport, NumericRef, Profile, categories, hist_props, numeric_values
 
 
 def table(report: DriftReport) -> str:
@@ -65,7 +65,7 @@ def _chart(ref: Any, cur: np.ndarray | None, width: int = 240, height: int = 48)
             return ""
         values = numeric_values(cur)[0]  # the same parsing as the report: missing and text left out
         ref_p = np.asarray(ref.hist_props)
-        cur_p = _hist(values, np.asarray(ref.hist_edges)) if values.size else np.zeros_like(ref_p)
+        cur_p = hist_props(values, np.asarray(ref.hist_edges)) if values.size else np.zeros_like(ref_p)
     else:
         cats = sorted(ref.counts, key=ref.counts.get, reverse=True)[:20]
         total_ref = sum(ref.counts.values()) or 1
