@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -78,13 +79,17 @@ def _histograms(model: tabular.TabularModel, rows: list[tuple]) -> dict[str, dic
     return out
 
 
-def _over_time(model: tabular.TabularModel, rows: list[tuple], bucket_s: int) -> list[dict[str, Any]]:
-    """Per bucket: predictions, labels, mean prediction, and accuracy (classification) or MAE (regression)."""
-    acc: dict[int, dict[str, float]] = {}
+def _over_time(model: tabular.TabularModel, rows: list[tuple], since: float, until: float,
+               bucket_s: int) -> list[dict[str, Any]]:
+    """Per bucket of the whole window (empty ones too, so the time axis is the window's): predictions,
+    labels, mean prediction, and accuracy (classification) or MAE (regression)."""
+    first = int(since // bucket_s) * bucket_s
+    acc = {b: {"predictions": 0, "labels": 0, "pred_sum": 0.0, "score_sum": 0.0, "pred_n": 0}
+           for b in range(first, int(until) + 1, bucket_s)}
     classification = model.cfg.task == "classification"
     for ts, _, pred, label in rows:
-        b = int(ts // bucket_s) * bucket_s
-        a = acc.setdefault(b, {"predictions": 0, "labels": 0, "pred_sum": 0.0, "score_sum": 0.0, "pred_n": 0})
+        a = acc.setdefault(int(ts // bucket_s) * bucket_s, {"predictions": 0, "labels": 0, "pred_sum": 0.0,
+                                                             "score_sum": 0.0, "pred_n": 0})
         a["predictions"] += 1
         if pred is not None:
             a["pred_sum"] += pred
@@ -109,16 +114,15 @@ async def tabular_detail(request: web.Request) -> web.Response:
     window_s = WINDOWS[window]
     store = _store(request)
 
+    now = time.time()
+
     def build():
-        import time
+        rows = store.window(model.name, now - window_s)  # read once: the report and the pictures
+        return rows, tabular.compute_drift(store, model, window_s, rows), store.alerts(model.name)
 
-        rows = store.window(model.name, time.time() - window_s)  # read once: the report and the pictures
-        return rows, tabular.compute_drift(store, model, window_s, rows)
-
-    rows, report = await asyncio.to_thread(build)
+    rows, report, alerts = await asyncio.to_thread(build)
     bucket_s = 3600 if window_s <= 2 * 86400 else 86400
-    series = _over_time(model, rows, bucket_s)
-    alerts = [a for a in request.config_dict.get(tabular.ALERTS, []) if a.get("model") == name]
+    series = _over_time(model, rows, now - window_s, now, bucket_s)
     columns = {c["column"]: c for c in (report.get("data_drift") or {}).get("columns", [])}
     return page(request, "tabular_model.html", nav="tabular", name=name, model=model, window=window,
                 windows=list(WINDOWS), report=report, series=series, histograms=_histograms(model, rows),

@@ -329,7 +329,8 @@ def _plain(value: Any) -> Any:
 
 class PostgresPredictionLog:
     """The tabular prediction log's backend (gateway/tabular/store.py) with `state.ledger: postgres`:
-    the `predictions` table of the same schema, so every replica sees every prediction and label."""
+    the `predictions` and `alert_deliveries` tables of the same schema, so every replica sees every
+    prediction, label and webhook delivery."""
 
     def __init__(self, settings: StateSettings) -> None:
         import psycopg
@@ -347,7 +348,7 @@ class PostgresPredictionLog:
 
     @staticmethod
     def write(conn, pending: list[tuple[str, Any]]) -> None:
-        from gateway.tabular.store import _INSERT, _LABEL, insert_params
+        from gateway.tabular.store import _ALERT, _INSERT, _LABEL, insert_params
 
         with conn.transaction():
             cur = conn.cursor()
@@ -355,7 +356,7 @@ class PostgresPredictionLog:
                 if kind == "insert":
                     cur.executemany(psycopg_sql(_INSERT), insert_params(payload))
                 else:
-                    cur.execute(psycopg_sql(_LABEL), payload)
+                    cur.execute(psycopg_sql(_ALERT if kind == "alert" else _LABEL), payload)
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         return self._reader.query(sql, params)

@@ -28,7 +28,6 @@ from gateway.upstreams.sanitize import client_message
 log = logging.getLogger("gateway.tabular")
 STORE: web.AppKey[PredictionStore | None] = web.AppKey("tabular_store", object)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("tabular_http", aiohttp.ClientSession)
-ALERTS: web.AppKey[list] = web.AppKey("tabular_alerts", list)  # delivery outcomes, for /admin/status and tests
 # Set when state is shared (gateway/state/redis.py RedisCoordinator): scheduled work runs once.
 COORDINATOR: web.AppKey[Any] = web.AppKey("coordinator", object)
 _ALERT_TASKS: set[asyncio.Task] = set()  # keeps running alert deliveries referenced
@@ -272,30 +271,41 @@ async def monitor(app: web.Application) -> None:
 
 
 async def _alert(app: web.Application, url: str, model: str, report: dict[str, Any]) -> None:
-    payload = {"type": "tabular.drift", "model": model, "at": time.time(),
-               "data_drift": bool((report.get("data_drift") or {}).get("dataset_drift")),
-               "performance_degraded": bool(report["performance"].get("degraded")),
-               "report": report}
+    data_drift = bool((report.get("data_drift") or {}).get("dataset_drift"))
+    degraded = bool(report["performance"].get("degraded"))
+    payload = {"type": "tabular.drift", "model": model, "at": time.time(), "data_drift": data_drift,
+               "performance_degraded": degraded, "report": report}
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    for attempt in range(4):
+    status: int | None = None
+    error: str | None = None
+    attempts = 1
+
+    def record(**outcome: Any) -> None:  # in the prediction log: the console lists it on every replica
+        app[STORE].record_alert(model, attempts=attempts, data_drift=data_drift, performance_degraded=degraded,
+                                **outcome)
+
+    for attempts in range(1, 5):
         try:
             async with app[HTTP].post(url, data=body, headers={"Content-Type": "application/json"},
                                                 timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                status = resp.status
                 if resp.status < 300:
-                    app[ALERTS].append({"model": model, "status": resp.status, "attempts": attempt + 1})
+                    record(delivered=True, http_status=status, error=None)
                     return
-                log.warning("drift webhook for %s answered HTTP %d (attempt %d)", model, resp.status, attempt + 1)
+                error = f"HTTP {resp.status}"
+                log.warning("drift webhook for %s answered HTTP %d (attempt %d)", model, resp.status, attempts)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            log.warning("drift webhook for %s failed: %s (attempt %d)", model, type(e).__name__, attempt + 1)
-        await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
-    app[ALERTS].append({"model": model, "status": "failed", "attempts": 4})
+            status, error = None, type(e).__name__
+            log.warning("drift webhook for %s failed: %s (attempt %d)", model, error, attempts)
+        if attempts < 4:
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempts - 1)))
+    record(delivered=False, http_status=status, error=error)
     log.error("drift alert for %s could not be delivered to the webhook", model)
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     """The prediction log's writer thread, the HTTP client for model servers and webhooks, the monitor."""
     app[HTTP] = aiohttp.ClientSession()
-    app[ALERTS] = []
     store = app[STORE]
     if store is not None:
         await asyncio.to_thread(store.start)

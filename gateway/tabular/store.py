@@ -34,12 +34,26 @@ CREATE TABLE IF NOT EXISTS predictions (
     label_ts REAL
 );
 CREATE INDEX IF NOT EXISTS predictions_model_ts ON predictions (model, ts);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    model TEXT NOT NULL,
+    ts REAL NOT NULL,                -- when the delivery ended (delivered or given up)
+    delivered INTEGER NOT NULL,      -- 1: a 2xx answer; 0: every attempt failed
+    http_status INTEGER,             -- the last answer's status (NULL: no answer, see error)
+    error TEXT,                      -- the last failure's kind ("HTTP 500", "ClientConnectorError")
+    attempts INTEGER NOT NULL,
+    data_drift INTEGER NOT NULL,
+    performance_degraded INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_deliveries_model_ts ON alert_deliveries (model, ts);
 """
 
 
 _INSERT = ("INSERT INTO predictions (id, model, ts, features, prediction, prediction_label) VALUES (?, ?, ?, ?, ?, ?) "
            "ON CONFLICT (id) DO NOTHING")
 _LABEL = "UPDATE predictions SET label = ?, label_ts = ? WHERE id = ? AND label IS NULL"
+_ALERT = ("INSERT INTO alert_deliveries (model, ts, delivered, http_status, error, attempts, data_drift, "
+          "performance_degraded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+ALERT_FIELDS = ("model", "ts", "delivered", "http_status", "error", "attempts", "data_drift", "performance_degraded")
 
 
 class LabelConflict(ValueError):
@@ -78,7 +92,7 @@ class SqliteLog:
                 if kind == "insert":
                     conn.executemany(_INSERT, insert_params(payload))
                 else:
-                    conn.execute(_LABEL, payload)
+                    conn.execute(_ALERT if kind == "alert" else _LABEL, payload)
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         conn = self.connect()
@@ -145,6 +159,13 @@ class PredictionStore:
         self._queue.put(("label", (value, time.time(), prediction_id)))
         return "recorded"
 
+    def record_alert(self, model: str, *, delivered: bool, http_status: int | None, error: str | None,
+                     attempts: int, data_drift: bool, performance_degraded: bool) -> None:
+        """A drift webhook delivery's outcome, kept beside the predictions: every replica's console
+        lists it, and it outlives the process (the webhook URL is not kept: it may carry a token)."""
+        self._queue.put(("alert", (model, time.time(), int(delivered), http_status, error, attempts,
+                                   int(data_drift), int(performance_degraded))))
+
     # ---- reads (worker threads) -----------------------------------------------------------------
     def lookup_label(self, prediction_id: str) -> tuple[float | None] | None:
         rows = self.backend.query("SELECT label FROM predictions WHERE id = ?", (prediction_id,))
@@ -155,6 +176,12 @@ class PredictionStore:
         return self.backend.query(
             "SELECT ts, features, prediction, label FROM predictions WHERE model = ? AND ts >= ? AND ts < ? "
             "ORDER BY ts", (model, since, until if until is not None else time.time() + 1))
+
+    def alerts(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest webhook deliveries of `model`, newest first."""
+        rows = self.backend.query(f"SELECT {', '.join(ALERT_FIELDS)} FROM alert_deliveries WHERE model = ? "
+                                  "ORDER BY ts DESC LIMIT ?", (model, limit))
+        return [dict(zip(ALERT_FIELDS, r)) for r in rows]
 
     def labelled_before(self, model: str, before: float, limit: int = 100_000) -> list[tuple]:
         return self.backend.query(

@@ -164,3 +164,33 @@ def test_experiment_and_evals_pages(page, console_gw):
     page.wait_for_url(re.compile(r"/ui/evals/compare\?"))
     assert page.locator("table.cases tbody tr").count() == 5
     shoot(page, "eval-compare")
+
+
+def test_tabular_model_page(page, console_gw):
+    """Predictions, labels and drift of the churn model as the API reports them, the reference vs
+    current histograms, and the webhook delivery the shifted traffic set off."""
+    import httpx
+
+    from tests.console.conftest import USER_KEY
+
+    page.goto("/ui/tabular")
+    page.click("text=churn")
+    page.wait_for_url("**/ui/tabular/churn")
+    page.wait_for_selector(".chart .uplot")
+    assert page.locator(".chart .uplot").count() == 2
+    report = httpx.get(console_gw.url + "/v1/tabular/churn/drift?window=24h", timeout=30,
+                       headers={"Authorization": f"Bearer {USER_KEY}"}).json()
+    assert report["drift"] is True
+    with sqlite3.connect(console_gw.ledger.with_name("tabular.db")) as conn:
+        rows, labelled = conn.execute("SELECT COUNT(*), COUNT(label) FROM predictions WHERE model = 'churn'").fetchone()
+        [(delivered, status)] = conn.execute("SELECT delivered, http_status FROM alert_deliveries").fetchall()
+    assert number(page.locator("[data-total=rows]").inner_text()) == rows == report["window"]["rows"] == 300
+    assert number(page.locator("[data-total=labelled]").inner_text()) == labelled == 300
+    for c in report["data_drift"]["columns"]:
+        row = page.locator(f"tr[data-feature={c['column']}]")
+        assert (row.locator("text=drifted").count() == 1) == c["drifted"]
+        assert row.locator(".bin").count() >= 3
+    assert (delivered, status) == (1, 200)
+    assert page.locator("#deliveries tbody tr").count() == 1
+    assert "delivered" in page.locator("#deliveries tbody tr").inner_text()
+    shoot(page, "tabular")

@@ -16,7 +16,7 @@ from tests.console.conftest import ADMIN_KEY, MARKUP_KEY, MARKUP_NAME, SEEDED, U
 PAGES = ["/ui/", "/ui/requests", "/ui/guardrails", "/ui/prompts", "/ui/prompts/support-answer",
          "/ui/prompts/support-answer/diff?a=1&b=2", "/ui/experiments", "/ui/experiments/support-answer-v2",
          "/ui/evals", "/ui/evals/compare?a=20261203-000000-aaaaaa&b=20261203-000000-bbbbbb", "/ui/tabular",
-         "/ui/requests/some-id"]
+         "/ui/tabular/churn", "/ui/requests/some-id"]
 JSON_CALLS = ["/ui/api/overview", "/ui/api/requests", "/ui/api/guardrails", "/ui/api/experiments/support-answer-v2"]
 POSTS = ["/ui/prompts/support-answer/promote", "/ui/prompts/support-answer/rollback", "/ui/logout"]
 

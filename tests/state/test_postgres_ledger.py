@@ -145,6 +145,8 @@ def test_tabular_predictions_and_labels_in_postgres(pg_schema):
     while store.written < 41 and time.time() < deadline:
         time.sleep(0.02)
     assert store.label("p3", 1.0, store.lookup_label("p3")) == "recorded"
+    store.record_alert("churn", delivered=False, http_status=None, error="ClientConnectorError", attempts=4,
+                       data_drift=True, performance_degraded=False)
     store.close()
     # a second replica's store sees what the first wrote, and refuses a conflicting label
     other = PredictionStore(backend=postgres.PostgresPredictionLog(s))
@@ -153,6 +155,9 @@ def test_tabular_predictions_and_labels_in_postgres(pg_schema):
     with pytest.raises(ValueError, match="already has label"):
         other.label("p3", 0.0, other.lookup_label("p3"))
     assert len(other.labelled_before("churn", now + 10)) == 1
+    [alert] = other.alerts("churn")
+    assert (alert["delivered"], alert["http_status"], alert["error"], alert["attempts"], alert["data_drift"]) == (
+        0, None, "ClientConnectorError", 4, 1)
     other.backend.close()
 
 

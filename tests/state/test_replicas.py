@@ -181,16 +181,21 @@ tabular:
     try:
         # both replicas on one state directory: one prediction log, as workers on one machine share it
         with running_gateway(roots[0], ledger=tmp_path / "state" / "a.db") as ga, \
-                running_gateway(roots[1], ledger=tmp_path / "state" / "b.db"):
+                running_gateway(roots[1], ledger=tmp_path / "state" / "b.db") as gb:
             send(ga, "churn", rows_of(400, shift=1.0, seed=12))
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not got:
                 time.sleep(0.1)
             time.sleep(2.0)  # both monitors ran several rounds meanwhile
+            # whichever replica delivered it, both consoles list the one delivery
+            pages = [httpx.get(g.url + "/ui/tabular/churn?window=1h", timeout=30).text for g in (ga, gb)]
     finally:
         hook.stop()
         model.stop()
     assert len(got) == 1 and got[0]["model"] == "churn" and got[0]["data_drift"] is True
+    for html in pages:
+        rows = html.split('id="deliveries"', 1)[1].split("</tbody>", 1)[0]
+        assert rows.count("<tr>") == 2 and "delivered" in rows, rows  # the header row and the delivery
 
 
 def test_metrics_of_two_workers_are_one_view(tmp_path, prefix):

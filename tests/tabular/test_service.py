@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 
 import httpx
@@ -74,6 +75,7 @@ def gw(tmp_path_factory, model_server, hook):
     root = write_policies(tmp_path_factory.mktemp("tab"), gateway_yaml(model_server.url + "/predict", hook.url + "/hook"))
     (root / "churn.profile").write_bytes((REPO / "policies/tabular/churn.profile").read_bytes())
     with running_gateway(root, ledger=root / "state" / "ledger.db") as server:
+        server.ledger = root / "state" / "ledger.db"
         yield server
 
 
@@ -208,6 +210,13 @@ def test_console_tabular_pages_show_the_drift_report(gw, hook):
         row = re.search(rf'<tr data-feature="{c["column"]}">(.*?)</tr>', html, re.S).group(1)
         assert ("drifted</span>" in row) == c["drifted"]
         assert row.count('class="bin"') >= 3  # a histogram pair per bin
-    assert "ADWIN alarms" in html and "Webhook deliveries" in html and "<td>200</td>" in html
+    assert "ADWIN alarms" in html and "Webhook deliveries" in html
+    # the delivery of the test above (a 500, then a 200 on the retry) is kept in the prediction log
+    deliveries = re.search(r'<table class="data" id="deliveries">.*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", deliveries, re.S)
+    assert cells[1:4] == ["delivered", "200", "2"] and cells[4].startswith("data drift"), cells
+    with sqlite3.connect(gw.ledger.parent / "tabular.db") as conn:
+        assert conn.execute("SELECT model, delivered, http_status, attempts FROM alert_deliveries").fetchall() == [
+            ("churn-b", 1, 200, 2)]
     assert httpx.get(gw.url + "/ui/tabular/churn-b?window=2y", timeout=30).status_code == 400
     assert httpx.get(gw.url + "/ui/tabular/nope", timeout=30).status_code == 404
