@@ -1,5 +1,6 @@
 """`gateway console example-data`: a ledger of made-up but plausible traffic (keys, groups, models,
-upstreams, errors, latencies, tokens and cost, check verdicts, prompts, an experiment), to try the
+upstreams, errors, latencies, tokens and cost, check verdicts, prompts, an experiment), and predictions
+with labels for the shipped `churn` tabular model whose inputs drift over the last days, to try the
 console on, and for its tests and benchmark. Deterministic for a seed."""
 
 from __future__ import annotations
@@ -99,3 +100,35 @@ def write_example_ledger(path: Path, n: int, days: float = 30, now: float | None
     finally:
         conn.close()
     return written
+
+
+def write_example_predictions(path: Path, n: int, days: float = 30, now: float | None = None, seed: int = 7,
+                              model: str = "churn") -> int:
+    """Append `n` predictions of the example churn model (gateway/tabular/example_model.py) to the
+    prediction log at `path` (tabular.db beside the ledger), evenly over `days` days; the last fifth
+    of the time drifts (shift 0.8), and 80% of predictions have their label. Returns rows written."""
+    from gateway.tabular.example_model import generate
+    from gateway.tabular.store import _INSERT, _LABEL, SqliteLog, insert_params
+
+    now = now or time.time()
+    rng = random.Random(seed)
+    drifting = max(1, n // 5)
+    rows = generate(n - drifting, 0.0, seed) + generate(drifting, 0.8, seed + 1)
+    predictions, labels = [], []
+    for i, r in enumerate(rows):
+        ts = now - days * 86400 * (1 - (i + rng.random()) / n)
+        pid = f"ex-{uuid.UUID(int=rng.getrandbits(128)).hex[:20]}"
+        features = {k: r[k] for k in ("tenure_months", "monthly_spend", "support_calls", "plan")}
+        predictions.append((pid, model, ts, features, r["prediction"]))
+        if rng.random() < 0.8:
+            labels.append((float(r["label"]), ts + 3600, pid))
+    log = SqliteLog(Path(path))
+    log.setup()
+    conn = log.connect()
+    try:
+        with conn:
+            conn.executemany(_INSERT, insert_params(predictions))
+            conn.executemany(_LABEL, labels)
+    finally:
+        conn.close()
+    return n

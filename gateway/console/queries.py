@@ -33,6 +33,16 @@ class Window:
         return "? + ((hour - ?) / ?) * ?", (self.first_hour, self.first_hour, self.bucket_hours, self.bucket_hours)
 
 
+    def latency_source(self) -> tuple[str, str, str, tuple[int, ...], tuple[int, int]]:
+        """Where this window's latency histograms are read: (table, its period column, the chart bucket
+        in SQL, that expression's args, the period range). A window in days is whole UTC days
+        (window_for aligns it), so `latency_daily` holds exactly its rows, in 24x fewer of them."""
+        if self.bucket_hours == 24 and self.first_hour % 24 == 0 and self.end_hour % 24 == 0:
+            return "latency_daily", "day", "day * 24", (), (self.first_hour // 24, self.end_hour // 24)
+        b, b_args = self.bucket_sql()
+        return "latency_hourly", "hour", b, b_args, (self.first_hour, self.end_hour)
+
+
 def _dim_filter(dim: str | None, value: str | None) -> tuple[str, tuple]:
     """One rollup dimension to read: a filtered one, or `key` (every row has exactly one key value,
     '' included, so its rows add up to all traffic)."""
@@ -48,8 +58,9 @@ def overview(reader: Any, w: Window, dim: str | None = None, value: str | None =
     rows = reader.query(f"""SELECT {b}, SUM(requests), SUM(errors), SUM(refused), SUM(input_tokens), SUM(output_tokens),
         SUM(cost_usd), SUM(latency_ms_sum), SUM(cache_hits), SUM(saved_usd) FROM usage_hourly
         WHERE {cond} AND hour >= ? AND hour < ? GROUP BY 1""", (*b_args, *args, *hours))
-    lat = reader.query(f"SELECT {b}, bucket, SUM(n) FROM latency_hourly WHERE {cond} AND hour >= ? AND hour < ? "
-                       "GROUP BY 1, bucket", (*b_args, *args, *hours))
+    table, period, start, start_args, span = w.latency_source()
+    lat = reader.query(f"SELECT {start}, bucket, SUM(n) FROM {table} WHERE {cond} AND {period} >= ? AND {period} < ? "
+                       "GROUP BY 1, bucket", (*start_args, *args, *span))
     fields = ("requests", "errors", "refused", "input_tokens", "output_tokens", "cost_usd")
     series = {b: dict.fromkeys(fields, 0) for b in w.buckets()}
     for start, *values in rows:  # rows and lat come grouped by chart bucket (Window.bucket_sql)
@@ -81,8 +92,9 @@ def breakdown(reader: Any, w: Window, dim: str, limit: int = 50) -> list[dict[st
     rows = reader.query("""SELECT value, SUM(requests), SUM(errors), SUM(refused), SUM(input_tokens), SUM(output_tokens),
         SUM(cost_usd), SUM(unpriced) FROM usage_hourly WHERE dim = ? AND hour >= ? AND hour < ? GROUP BY value""", hours)
     lat: dict[str, dict[int, int]] = defaultdict(dict)
-    for value, bucket, n in reader.query("SELECT value, bucket, SUM(n) FROM latency_hourly WHERE dim = ? AND hour >= ? "
-                                         "AND hour < ? GROUP BY value, bucket", hours):
+    table, period, _, _, span = w.latency_source()
+    for value, bucket, n in reader.query(f"SELECT value, bucket, SUM(n) FROM {table} WHERE dim = ? AND {period} >= ? "
+                                         f"AND {period} < ? GROUP BY value, bucket", (dim, *span)):
         lat[value][bucket] = n
     out = []
     for value, requests, errors, refused, inp, output, cost, unpriced in rows:

@@ -5,10 +5,8 @@ the ADWIN / Page-Hinkley alarms, and this process's webhook deliveries."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -45,31 +43,30 @@ async def tabular_list(request: web.Request) -> web.Response:
     return page(request, "tabular.html", nav="tabular", models=items)
 
 
-def _histograms(model: tabular.TabularModel, rows: list[tuple]) -> dict[str, dict[str, Any]]:
-    """Reference vs current share per bin (numeric: the profile's equal-width bins; categories: each value)."""
+def _histograms(model: tabular.TabularModel, columns: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Reference vs current share per bin (numeric: the profile's equal-width bins; categories: each
+    value), from tabular.window_columns of the window."""
     if model.profile is None:
         return {}
     from gateway.stats.drift import hist_props  # scipy: imported on the first drift page, not at start-up
 
-    feats = [json.loads(r[1]) for r in rows]
     out = {}
     for name, ref in model.profile.columns.items():
-        if name not in model.cfg.features:
+        if name not in columns:
             continue
-        values = [f.get(name) for f in feats]
+        values = columns[name]
         if ref.kind == "numeric":
             if not ref.hist_edges:
                 continue
             edges = np.asarray(ref.hist_edges)
-            cur_p = hist_props(np.array([v for v in values if isinstance(v, (int, float))], dtype=float), edges)
+            cur_p = hist_props(values[~np.isnan(values)], edges)
             bins = [{"label": f"{edges[i]:.4g}-{edges[i + 1]:.4g}", "reference": float(ref.hist_props[i]),
                      "current": float(cur_p[i])} for i in range(len(edges) - 1)]
         else:
             total = max(sum(ref.counts.values()), 1)
-            cur_counts: dict[str, int] = defaultdict(int)
-            for v in values:
-                if v is not None:
-                    cur_counts[str(v)] += 1
+            present = values[values != ""]
+            uniq, counts = np.unique(present.astype(str), return_counts=True) if len(present) else ([], [])
+            cur_counts = {str(k): int(c) for k, c in zip(uniq, counts)}
             n = max(sum(cur_counts.values()), 1)
             keys = sorted(set(ref.counts) | set(cur_counts))
             bins = [{"label": k, "reference": ref.counts.get(k, 0) / total, "current": cur_counts.get(k, 0) / n}
@@ -117,14 +114,16 @@ async def tabular_detail(request: web.Request) -> web.Response:
     now = time.time()
 
     def build():
-        rows = store.window(model.name, now - window_s)  # read once: the report and the pictures
-        return rows, tabular.compute_drift(store, model, window_s, rows), store.alerts(model.name)
+        rows = store.window(model.name, now - window_s)  # read and parsed once: the report and the pictures
+        features = tabular.window_columns(model, rows)
+        return (rows, features, tabular.compute_drift(store, model, window_s, rows, features),
+                store.alerts(model.name))
 
-    rows, report, alerts = await asyncio.to_thread(build)
+    rows, features, report, alerts = await asyncio.to_thread(build)
     bucket_s = 3600 if window_s <= 2 * 86400 else 86400
     series = _over_time(model, rows, now - window_s, now, bucket_s)
     columns = {c["column"]: c for c in (report.get("data_drift") or {}).get("columns", [])}
     return page(request, "tabular_model.html", nav="tabular", name=name, model=model, window=window,
-                windows=list(WINDOWS), report=report, series=series, histograms=_histograms(model, rows),
+                windows=list(WINDOWS), report=report, series=series, histograms=_histograms(model, features),
                 columns=columns, alerts=alerts, metric="accuracy" if model.cfg.task == "classification" else "mae",
                 finite=lambda x: isinstance(x, (int, float)) and math.isfinite(x))

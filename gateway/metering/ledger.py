@@ -279,6 +279,11 @@ MIGRATIONS: list[str] = [
     """ + "".join(rollups.sqlite_latency_rollup(dim, expr, "true") + ";" for dim, expr in DIMENSIONS)
     + "".join(sql + ";" for sql in rollups.sqlite_checks_rollup("true"))
     + rollups.sqlite_experiment_rollup("true", f"outcome = '{FAILED}'") + ";",
+    # v9: latency histograms per UTC day (the console's month in days), summed from the hourly ones.
+    rollups.LATENCY_DAILY_TABLE_SQLITE + """
+    INSERT INTO latency_daily (day, dim, value, bucket, n)
+    SELECT hour / 24, dim, value, bucket, SUM(n) FROM latency_hourly GROUP BY 1, 2, 3, 4;
+    """,
 ]
 
 # A repeated id is skipped (a replayed journal, a retried batch); any other constraint is an error the
@@ -300,7 +305,8 @@ _ROLLUP = [
         refused = refused + excluded.refused, cache_hits = cache_hits + excluded.cache_hits,
         saved_usd = saved_usd + excluded.saved_usd"""
     for dim, expr in DIMENSIONS
-] + [rollups.sqlite_latency_rollup(dim, expr, "id BETWEEN ? AND ?") for dim, expr in DIMENSIONS] + (
+] + [rollups.sqlite_latency_rollup(dim, expr, "id BETWEEN ? AND ?", daily) for daily in (False, True)
+     for dim, expr in DIMENSIONS] + (
     rollups.sqlite_checks_rollup("r.id BETWEEN ? AND ?")) + [
     rollups.sqlite_experiment_rollup("id BETWEEN ? AND ?", f"outcome = '{FAILED}'")]
 # Rows per executemany call: small enough that the writer hands the GIL back to the event loop often

@@ -160,10 +160,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def window_columns(model: TabularModel, rows: list[tuple]) -> dict[str, np.ndarray]:
+    """The window's features as one array per configured feature: numbers as float (NaN: missing),
+    categories as strings ('' : missing). Each row's JSON is parsed once."""
+    feats = [orjson.loads(r[1]) for r in rows]
+    columns: dict[str, np.ndarray] = {}
+    for name, spec in model.cfg.features.items():
+        vals = [f.get(name) for f in feats]
+        if spec.type in ("number", "integer"):
+            columns[name] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+        else:
+            columns[name] = np.array(["" if v is None else str(v) for v in vals], dtype=object)
+    return columns
+
+
 def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
-                  rows: list[tuple] | None = None) -> dict[str, Any]:
-    """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking). `rows`:
-    that window as `store.window` returns it, when the caller has read it already (the console)."""
+                  rows: list[tuple] | None = None, columns: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking). `rows`
+    (that window as `store.window` returns it) and `columns` (window_columns of them): when the caller
+    has them already (the console)."""
     from gateway.stats import drift  # scipy: ~1 s to import, paid on the first drift report, not at start-up
 
     cfg = model.cfg
@@ -178,14 +193,7 @@ def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
         out["message"] = f"{len(rows)} predictions in the window; need at least {cfg.drift.min_rows} (drift.min_rows)"
         return out
     out["status"] = "ok"
-    feats = [json.loads(r[1]) for r in rows]
-    columns: dict[str, np.ndarray] = {}
-    for name, spec in cfg.features.items():
-        vals = [f.get(name) for f in feats]
-        if spec.type in ("number", "integer"):
-            columns[name] = np.array([np.nan if v is None else v for v in vals], dtype=float)
-        else:
-            columns[name] = np.array(["" if v is None else str(v) for v in vals], dtype=object)
+    columns = columns if columns is not None else window_columns(model, rows)
     preds = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
     if model.profile is None:
         out["data_drift"] = {"status": "no_reference",

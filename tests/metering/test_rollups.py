@@ -74,6 +74,12 @@ def check_against_rows(query, rows: list[tuple]) -> None:
     assert hourly.keys() == stats.keys() == {"control", "new"}
     for v in stats:
         assert hourly[v] == pytest.approx(stats[v], rel=1e-9)
+    # latency_daily holds the hourly histograms summed per UTC day, for every dimension and value.
+    daily = Counter({(d, dim, v, b): n for d, dim, v, b, n in query("SELECT day, dim, value, bucket, n FROM latency_daily")})
+    from_hours: Counter = Counter()
+    for h, dim, v, b, n in query("SELECT hour, dim, value, bucket, n FROM latency_hourly"):
+        from_hours[(h // 24, dim, v, b)] += n
+    assert daily and daily == from_hours
     one_key = query("SELECT bucket, SUM(n) FROM latency_hourly WHERE dim = 'key' AND value = 'a' GROUP BY bucket")
     assert sum(n for _, n in one_key) == sum(1 for r in rows if r[L.COLUMNS.index("key")] == "a"
                                             and r[L.COLUMNS.index("latency_ms")] is not None)

@@ -19,11 +19,12 @@ def test_postgres_rollups_from_batches_and_from_the_backfill(pg_schema):
     sink.write(conn, rows[:500])  # a retried batch adds nothing
     reader = postgres.PostgresReader(s)
     check_against_rows(reader.query, rows)
-    # Rows that were there before 0004: drop the rollups, re-run the migration's backfill.
-    conn.execute("DROP TABLE latency_hourly; DROP TABLE checks_hourly; DROP TABLE experiment_hourly; DROP INDEX usage_hourly_by_dim; "
-                 "DELETE FROM usage_hourly WHERE dim = 'group'")
+    # Rows that were there before 0004: drop the rollups, re-run the migrations' backfills.
+    conn.execute("DROP TABLE latency_hourly; DROP TABLE latency_daily; DROP TABLE checks_hourly; "
+                 "DROP TABLE experiment_hourly; DROP INDEX usage_hourly_by_dim; DELETE FROM usage_hourly WHERE dim = 'group'")
     conn.commit()
-    conn.execute((postgres.MIGRATIONS_DIR / "0004_console_rollups.sql").read_text())
+    for migration in ("0004_console_rollups.sql", "0006_latency_daily.sql"):
+        conn.execute((postgres.MIGRATIONS_DIR / migration).read_text())
     conn.commit()
     check_against_rows(reader.query, rows)
     reader.close()
