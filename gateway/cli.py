@@ -185,15 +185,36 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_console_example_data(args: argparse.Namespace) -> int:
-    from gateway.console.example_data import write_example_ledger
+    from gateway.console.example_data import write_example_ledger, write_example_predictions
 
     if args.rows < 1 or args.days <= 0:
         print("gateway console example-data: --rows must be at least 1 and --days above 0", file=sys.stderr)
         return 2
     path = state_dir(args.state_dir) / "ledger.db"
     n = write_example_ledger(path, args.rows, days=args.days)
-    print(f"added {n:,} example rows over {args.days:g} days to {path}; open http://127.0.0.1:8080/ui/ after "
+    predictions = write_example_predictions(path.with_name("tabular.db"), max(1, args.rows // 10), days=args.days)
+    print(f"added {n:,} example rows over {args.days:g} days to {path}, and {predictions:,} predictions of the "
+          f"`churn` tabular model to {path.with_name('tabular.db')}; open http://127.0.0.1:8080/ui/ after "
           f"`gateway serve --state-dir {path.parent}`")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from gateway.config import schemas
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"gateway schemas: --out {out} exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        written = schemas.write_all(out)
+    except OSError as e:
+        print(f"gateway schemas: cannot write to {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print(f"{len(written)} JSON Schemas; point an editor at one with a first line such as\n"
+          f"  # yaml-language-server: $schema={written[0]}", file=sys.stderr)
     return 0
 
 
@@ -434,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cache.cli import add_parser as add_cache_parser
 
     add_cache_parser(sub)
+
+    p = sub.add_parser("schemas", help="write the JSON Schemas of gateway.yaml, policies, pricing, experiments, "
+                                       "prompt versions and eval suites (for editors)")
+    p.add_argument("--out", required=True, help="directory to write <name>.schema.json files into")
+    p.set_defaults(func=cmd_schemas)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")
