@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-cache", action="store_true", help="ignore cached model and judge replies")
     r.add_argument("--json", metavar="FILE", help="write the machine-readable report")
     r.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    r.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI test reporters (a test case per case x "
+                   "target, gates as their own test cases)")
+    r.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (a pull-request comment, or "
+                   "$GITHUB_STEP_SUMMARY; appended to if the file exists)")
     r.add_argument("--no-progress", action="store_true")
     sub.add_parser("runs", help="list recorded runs")
     c = sub.add_parser("compare", help="metric deltas and changed cases between two runs")
@@ -40,11 +44,16 @@ def main(args: argparse.Namespace, policies: Path, prompts: Path, state: Path) -
 
 def _run(args, policies: Path, prompts: Path, state: Path) -> int:
     from gateway.errors import PolicyError
-    from gateway.evaluation import report, runner, store
+    from gateway.evaluation import ci_output, report, runner, store
     from gateway.evaluation.client import GatewayClient
     from gateway.evaluation.suite import load_suite
     from gateway.prompts.registry import load_registry
 
+    for flag in ("json", "html", "junit", "markdown"):
+        value = getattr(args, flag)
+        if value and (Path(value).is_dir() or not Path(value).parent.is_dir()):
+            print(f"gateway eval: --{flag} {value}: not a file in an existing directory", file=sys.stderr)
+            return 2
     try:
         loaded = load_suite(Path(args.suite))
         registry = load_registry(prompts)
@@ -71,7 +80,7 @@ def _run(args, policies: Path, prompts: Path, state: Path) -> int:
                 progress=not args.no_progress)
             return (the_plan, results), [], interrupted
 
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
         outcome, problems, interrupted = asyncio.run(go())
     except KeyboardInterrupt:
@@ -116,6 +125,13 @@ def _run(args, policies: Path, prompts: Path, state: Path) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=1, default=lambda o: None))
     if args.html:
         Path(args.html).write_text(report.html_page(loaded.suite, m, gates, results), encoding="utf-8")
+    if args.junit:
+        Path(args.junit).write_text(ci_output.junit_xml(loaded.suite, results, gates, run_id=run_id,
+                                                        interrupted=interrupted, started=started), encoding="utf-8")
+    if args.markdown:
+        # Appended: $GITHUB_STEP_SUMMARY collects every step's summary in one file.
+        with open(args.markdown, "a", encoding="utf-8") as f:
+            f.write(ci_output.markdown(loaded.suite, m, results, gates, run_id=run_id, status=status))
     return 0 if status == "passed" else 1
 
 
