@@ -176,6 +176,18 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+_OPENAPI: list[bytes] = []  # built on the first request (it imports the dialects' tables), then served as is
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI document (gateway/openapi.py): static, names nothing configured, so no key is needed."""
+    if not _OPENAPI:
+        from gateway import openapi
+
+        _OPENAPI.append(orjson.dumps(openapi.document()))
+    return web.Response(body=_OPENAPI[0], content_type="application/json")
+
+
 async def readyz(request: web.Request) -> web.Response:
     holder = request.app[HOLDER]
     return web.json_response(holder.status(), status=200 if holder.ready else 503, dumps=_dumps)
@@ -503,6 +515,7 @@ def build_app(
     app.router.add_get("/v1/tabular/{model}/drift", tabular.drift_report)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/status", admin_status)
     app.router.add_post("/admin/cache/clear", admin_cache_clear)

@@ -218,6 +218,24 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway import openapi
+
+    text = json.dumps(openapi.document(), indent=2, sort_keys=True) + "\n"
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as e:
+        print(f"gateway openapi: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_hash_key(args: argparse.Namespace) -> int:
     from gateway.auth import hash_key
 
@@ -460,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "prompt versions and eval suites (for editors)")
     p.add_argument("--out", required=True, help="directory to write <name>.schema.json files into")
     p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("openapi", help="print (or --out FILE) the OpenAPI 3.1 document of the gateway's HTTP API")
+    p.add_argument("--out", help="write it to this file instead of stdout")
+    p.set_defaults(func=cmd_openapi)
 
     p = sub.add_parser("hash-key", help="print the SHA-256 to put in gateway.yaml for a key")
     p.add_argument("key", nargs="?", help="the key (prompted for if omitted, so it stays out of shell history)")

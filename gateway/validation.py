@@ -75,7 +75,12 @@ def number(lo: float | None = None, hi: float | None = None) -> Check:
             raise _bad(where, "a number" + _range(lo, hi), v)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise InvalidRequest(f"`{where}` must be{_range(lo, hi)}; got {v}.", param=where)
+    check.schema = _bounds({"type": "number"}, lo, hi)  # type: ignore[attr-defined]
     return check
+
+
+def _bounds(schema: dict[str, Any], lo: float | None, hi: float | None) -> dict[str, Any]:
+    return {**schema, **({"minimum": lo} if lo is not None else {}), **({"maximum": hi} if hi is not None else {})}
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
@@ -84,6 +89,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
             raise _bad(where, "an integer" + _range(lo, hi), v)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise InvalidRequest(f"`{where}` must be an integer{_range(lo, hi)}; got {v}.", param=where)
+    check.schema = _bounds({"type": "integer"}, lo, hi)  # type: ignore[attr-defined]
     return check
 
 
@@ -107,6 +113,7 @@ def one_of(*allowed: str) -> Check:
     def check(v: Any, where: str) -> None:
         if not isinstance(v, str) or v not in allowed:
             raise InvalidRequest(f"`{where}` must be one of {', '.join(allowed)}; got {_show(v)}.", param=where)
+    check.schema = {"type": "string", "enum": list(allowed)}  # type: ignore[attr-defined]
     return check
 
 
@@ -193,6 +200,34 @@ def _string_list(v: Any, where: str) -> None:
         raise _bad(where, "an array of strings", v)
 
 
+# What each check accepts, as JSON Schema: the OpenAPI document (gateway/openapi.py) is generated from
+# these tables, so the document and the validation cannot drift apart (tests/test_openapi.py).
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_FUNCTION = {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string", "minLength": 1}, "description": {"type": "string"},
+    "parameters": {"type": "object"}, "strict": {"type": "boolean"}}}
+_string.schema = {"type": "string"}  # type: ignore[attr-defined]
+_bool.schema = {"type": "boolean"}  # type: ignore[attr-defined]
+_object.schema = {"type": "object"}  # type: ignore[attr-defined]
+_string_list.schema = _STRINGS  # type: ignore[attr-defined]
+_stop.schema = {"oneOf": [{"type": "string"}, {**_STRINGS, "minItems": 1, "maxItems": 4}]}  # type: ignore[attr-defined]
+_logit_bias.schema = {"type": "object", "propertyNames": {"pattern": "^-?[0-9]+$"},  # type: ignore[attr-defined]
+                      "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}}
+_string_map.schema = {"type": "object", "additionalProperties": {"type": "string"}}  # type: ignore[attr-defined]
+_stream_options.schema = {"type": "object", "properties": {  # type: ignore[attr-defined]
+    "include_usage": {"type": ["boolean", "null"]}}, "description": "only with `stream: true`"}
+_response_format.schema = {"type": "object", "required": ["type"], "properties": {  # type: ignore[attr-defined]
+    "type": {"enum": ["text", "json_object", "json_schema"]},
+    "json_schema": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "minLength": 1}, "schema": {"type": ["object", "null"]},
+        "strict": {"type": ["boolean", "null"]}, "description": {"type": "string"}}}}}
+_tools.schema = {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {  # type: ignore[attr-defined]
+    "type": {"type": "string", "minLength": 1}, "function": _FUNCTION},
+    "description": "tools of type `function` need `function.name`; other types are the upstream's to judge"}}
+_tool_choice.schema = {"oneOf": [{"enum": ["none", "auto", "required"]}, {  # type: ignore[attr-defined]
+    "type": "object", "required": ["type"], "properties": {"type": {"type": "string", "minLength": 1},
+                                                           "function": {"type": "object", "required": ["name"]}}}]}
+
 # OpenAI Chat Completions parameters, with OpenAI's types and ranges.
 CHAT_PARAMS: dict[str, Check] = {
     "temperature": number(0, 2), "top_p": number(0, 1), "n": integer(1, 128),
@@ -273,6 +308,31 @@ def _message(msg: Any, where: str) -> None:
             string(f"{w}.function.arguments", fn.get("arguments"))
     if msg.get("refusal") is not None:
         string(f"{where}.refusal", msg["refusal"])
+
+
+# What _message and _content_part accept (for the OpenAPI document).
+CONTENT_PART_SCHEMA = {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string", "description": "text, image_url, input_audio, file (others pass through)"},
+    "text": {"type": "string"}, "image_url": {"oneOf": [{"type": "string", "minLength": 1}, {
+        "type": "object", "required": ["url"], "properties": {"url": {"type": "string", "minLength": 1}}}]},
+    "input_audio": {"type": "object"}, "file": {"type": "object"}}}
+MESSAGE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
+    "role": {"enum": list(_ROLES)},
+    "content": {"description": "required except on assistant messages",
+                "oneOf": [{"type": "string"}, {"type": "array", "items": CONTENT_PART_SCHEMA}, {"type": "null"}]},
+    "name": {"type": ["string", "null"]}, "tool_call_id": {"type": "string", "minLength": 1,
+                                                           "description": "required on role tool"},
+    "tool_calls": {"type": ["array", "null"], "description": "assistant messages only", "items": {
+        "type": "object", "required": ["id", "function"], "properties": {
+            "id": {"type": "string", "minLength": 1}, "type": {"type": "string"},
+            "function": {"type": "object", "required": ["name", "arguments"], "properties": {
+                "name": {"type": "string", "minLength": 1}, "arguments": {"type": "string"}}}}}},
+    "refusal": {"type": ["string", "null"]}}}
+EMBEDDING_INPUT_SCHEMA = {"oneOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2048},
+    {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2048},
+    {"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "minItems": 1}, "minItems": 1,
+     "maxItems": 2048}]}
 
 
 def _content_part(part: Any, where: str) -> None:

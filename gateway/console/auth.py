@@ -35,9 +35,16 @@ def _wants_json(request: web.Request) -> bool:
     return request.path.startswith("/ui/api/")
 
 
+# JSON errors in the gateway's (OpenAI-style) error body: a type, and a string code.
+_JSON_ERRORS = {400: ("invalid_request_error", "bad_parameter"), 401: ("authentication_error", "login_required"),
+                403: ("permission_error", "admin_key_required"), 404: ("invalid_request_error", "not_found"),
+                500: ("server_error", "internal_error")}
+
+
 def _error(request: web.Request, status: int, message: str) -> web.Response:
     if _wants_json(request):
-        return web.json_response({"error": {"message": message, "type": "console_error", "code": status}},
+        kind, code = _JSON_ERRORS.get(status, ("console_error", None))
+        return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": code}},
                                  status=status, headers=SECURITY_HEADERS)
     if status == 401:
         return login_page(request, status=401, message=message)

@@ -39,7 +39,7 @@ def test_no_key_and_non_admin_keys_are_refused_everywhere(console_gw):
         r = httpx.get(console_gw.url + path, timeout=30)
         assert r.status_code == 401, path
         if path.startswith("/ui/api/"):
-            assert r.json()["error"]["code"] == 401
+            assert r.json()["error"]["type"] == "authentication_error"
         else:
             assert 'name="key"' in r.text  # the login form, with the page to come back to
         for key in (USER_KEY, MARKUP_KEY):
