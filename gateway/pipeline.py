@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.cache.settings import PolicyCache
 from gateway.checks import check_types
 from gateway.checks.base import Action, OutputSegment, RequestCheck, ResponseCheck, Verdict
+from gateway.checks.extras import MissingExtra
 from gateway.config.yamlfile import YamlDoc, dotted
 from gateway.errors import GuardrailUnavailable, GuardrailViolation
 from gateway.exchange import CheckResult, Exchange
@@ -226,12 +227,14 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
     except ValidationError as e:
         raise ValueError("\n".join(doc.problems(e))) from None
     phases: dict[str, list[BoundCheck]] = {"request": [], "response": []}
+    only_extras = True  # every problem is a check whose optional dependencies are not installed
     for phase in ("request", "response"):
         seen: set[str] = set()
         for i, entry in enumerate(getattr(policy, phase)):
             try:
                 bound = _build_check(doc, phase, i, entry)
             except ValueError as e:
+                only_extras &= isinstance(e, MissingExtra)
                 problems.extend(str(e).splitlines())
                 continue
             if bound is None:
@@ -241,7 +244,7 @@ def build_pipeline(name: str, doc: YamlDoc) -> Pipeline:
             seen.add(bound.name)
             phases[phase].append(bound)
     if problems:
-        raise ValueError("\n".join(problems))
+        raise (MissingExtra if only_extras else ValueError)("\n".join(problems))
     return Pipeline(name, phases["request"], phases["response"], policy.stream, policy.start_upstream_early,
                     policy.trace_content, policy.cache)
 
@@ -277,7 +280,7 @@ def _build_check(doc: YamlDoc, phase: str, i: int, entry: Any) -> BoundCheck | N
     try:
         check = cls(params)
     except ValueError as e:
-        raise ValueError(f"{doc.where(loc)}: {dotted(loc)}: {e}") from None
+        raise (MissingExtra if isinstance(e, MissingExtra) else ValueError)(f"{doc.where(loc)}: {dotted(loc)}: {e}") from None
     return BoundCheck(
         name=spec.name or spec.type,
         type=spec.type,

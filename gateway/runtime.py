@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from gateway.auth import KeyRing, Principal, hash_key
+from gateway.checks.extras import MissingExtra
 from gateway.config.gateway_file import GatewayFile, MeteringSettings, ServerSettings
 from gateway.config.yamlfile import dotted, load_model, load_yaml
 from gateway.errors import GatewayError, PolicyError
@@ -134,11 +135,16 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         gw = gw.model_copy(update={"state": StateSettings()})
 
     pipelines: dict[str, Pipeline] = {}
+    # Policies whose only problem is a check needing an extra that is not installed (a core install):
+    # an error if a key or open mode uses one (below), else a warning and the policy is not loaded.
+    unavailable: dict[str, list[str]] = {}
     for path in policy_files(policies_dir):
         if path.name in NOT_POLICIES:
             continue
         try:
             pipelines[path.stem] = build_pipeline(path.stem, load_yaml(path))
+        except MissingExtra as e:
+            unavailable[path.stem] = str(e).splitlines()
         except ValueError as e:
             problems.extend(str(e).splitlines())
 
@@ -198,7 +204,15 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
                             f"{', '.join(t.upstream + '/' + t.model for t in chosen)}")
         routes[model] = Route(model, tuple((upstreams[t.upstream], t.model) for t in chosen), rcfg)
 
+    used_unavailable: set[str] = set()
+
     def need_policy(policy: str, loc: tuple) -> None:
+        if policy in unavailable:
+            used_unavailable.add(policy)
+            problems.append(f"{gw_doc.where(loc)}: {'.'.join(map(str, loc))}: policy {policy!r} cannot run on this "
+                            "install:")
+            problems.extend(f"  {line}" for line in unavailable[policy])
+            return
         if policy != "none" and policy not in pipelines:
             problems.append(f"{gw_doc.where(loc)}: {'.'.join(map(str, loc))}: unknown policy {policy!r}; "
                             f"files in {policies_dir}: {', '.join(sorted(pipelines)) or '(none)'} (or `none`)")
@@ -238,6 +252,10 @@ def load_runtime(policies_dir: Path, pool: HttpPool | None = None, prompts_dir: 
         need_policy(gw.open_mode.policy, ("open_mode", "policy"))
         open_principal = Principal("open-mode", gw.open_mode.policy, tuple(gw.open_mode.models), admin=True,
                                    scopes=scopes("key", "open-mode", gw.open_mode.limits, None, ("open_mode",)))
+
+    for policy in sorted(set(unavailable) - used_unavailable):
+        first = unavailable[policy][0].split(": ", 1)[-1]
+        warnings.append(f"policy {policy!r} is not loaded (no key uses it): {first}")
 
     if gw.state.counters == "redis" and not gw.state.redis_url():
         problems.append(f"{gw_doc.where(('state', 'redis_url_env'))}: state.redis_url_env: env var "

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from gateway.checks import register
+from gateway.checks import extras, register
 from gateway.checks.base import CheckParams, OutputSegment, Verdict
 from gateway.detectors.linear import load_or_fallback
 from gateway.faithfulness import documents, learned
@@ -76,6 +76,9 @@ class Faithfulness:
     Params = FaithfulnessParams
 
     def __init__(self, params: FaithfulnessParams) -> None:
+        if params.use_embeddings:
+            extras.require("the faithfulness check with `use_embeddings: true` (its semantic part)", extras.EMBEDDINGS,
+                           "or `use_embeddings: false` (lexical, number, name and contradiction signals only)")
         self.params = params
         self.weights = Weights()
         self.model: learned.FaithfulnessModel | None = load_or_fallback(

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.checks import register
+from gateway.checks import extras, register
 from gateway.checks.base import CheckParams, Verdict
 from gateway.detectors.injection import WEIGHTS, InjectionDetector, PartScore, plan
 from gateway.detectors.injection_heuristic import AttackSimilarity, heuristic_hits
@@ -70,6 +70,7 @@ class Injection:
     overlap_safe = True  # judges only; see Pipeline.overlap_upstream
 
     def __init__(self, params: InjectionParams) -> None:
+        extras.require("the injection check (a learned detector over MiniLM embeddings)", extras.EMBEDDINGS)
         if params.similarity_ceiling <= params.similarity_floor:
             raise ValueError("similarity_ceiling must be above similarity_floor")
         self.params = params

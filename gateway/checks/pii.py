@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.checks import register
+from gateway.checks import extras, register
 from gateway.checks.base import CheckParams, OutputSegment, TextPath, Verdict, valid_patterns
 from gateway.models.workers import run_model
 from gateway.pii.anonymize import Pseudonyms, hashed, mask, redact
@@ -90,6 +90,11 @@ class Pii:
     Params = PiiParams
 
     def __init__(self, params: PiiParams) -> None:
+        if params.mode == "ner":
+            extras.require("the pii check with `mode: ner` (names, places, organisations)", extras.NER,
+                           "or `mode: regex` (structured identifiers only), which needs presidio alone")
+        else:
+            extras.require("the pii check", extras.PRESIDIO)
         self.params = params
         self.rules = {k: params.rule(k) for k in params.entities}
         try:

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from gateway.checks import register
+from gateway.checks import extras, register
 from gateway.checks.base import CheckParams, Verdict
 from gateway.models import embedder
 from gateway.models.workers import run_model
@@ -89,6 +89,7 @@ class Topics:
     Params = TopicsParams
 
     def __init__(self, params: TopicsParams) -> None:
+        extras.require("the topics check (MiniLM similarity to each topic's examples)", extras.EMBEDDINGS)
         self.params = params
         self.allowed = _TopicIndex(params.allowed, params.threshold, params.top_k)
         self.denied = _TopicIndex(params.denied, params.threshold, params.top_k)
