@@ -218,6 +218,36 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prices_import(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from gateway.metering import price_import
+
+    pricing = Path(args.pricing) if args.pricing else Path(args.policies or "policies") / "pricing.yaml"
+    try:
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
+    except ValueError:
+        print(f"gateway prices import: --as-of {args.as_of!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    try:
+        table = price_import.read_table(Path(args.file))
+        text = pricing.read_text(encoding="utf-8") if pricing.exists() else "models:\n"
+        providers = set(args.providers.split(",")) if args.providers else None
+        merged, report = price_import.merge(text, table, as_of=as_of, force=args.force, providers=providers)
+    except (OSError, ValueError) as e:
+        print(f"gateway prices import: {pricing}: {e}" if "validate" in str(e) or "models:" in str(e)
+              else f"gateway prices import: {e}", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    if args.dry_run:
+        print(f"(dry run: {pricing} not changed)")
+        return 0
+    price_import.write_atomically(pricing, merged)
+    print(f"wrote {pricing}; a running gateway picks it up on its next reload")
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     import json
 
@@ -478,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
                                        "prompt versions and eval suites (for editors)")
     p.add_argument("--out", required=True, help="directory to write <name>.schema.json files into")
     p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("prices", help="the price table: import LiteLLM's community prices into pricing.yaml")
+    psub = p.add_subparsers(dest="prices_command", required=True)
+    q = psub.add_parser("import", help="merge model_prices_and_context_window.json into policies/pricing.yaml")
+    q.add_argument("file", help="LiteLLM's model_prices_and_context_window.json (in the litellm wheel: "
+                   "litellm/model_prices_and_context_window_backup.json)")
+    q.add_argument("--policies", help="policies directory (default ./policies)")
+    q.add_argument("--pricing", help="the pricing file to merge into (default <policies>/pricing.yaml)")
+    q.add_argument("--force", action="store_true", help="replace your own entries of the same names")
+    q.add_argument("--providers", help="only these litellm_provider values, comma-separated (e.g. openai,anthropic)")
+    q.add_argument("--as-of", help="the date recorded on each imported price (default today)")
+    q.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    q.set_defaults(func=cmd_prices_import)
 
     p = sub.add_parser("openapi", help="print (or --out FILE) the OpenAPI 3.1 document of the gateway's HTTP API")
     p.add_argument("--out", help="write it to this file instead of stdout")

@@ -78,10 +78,15 @@ def dotted(loc: Loc) -> str:
     return s
 
 
+# libyaml's parser when PyYAML was built with it: ~20x faster than the pure-Python one (a pricing.yaml
+# with thousands of imported prices loads in 0.1 s, not 2), with the same nodes, marks and errors.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path) -> YamlDoc:
     """Parse `path`. Raises `ValueError` with `file:line: message` on a syntax error."""
     text = path.read_text(encoding="utf-8")
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:
