@@ -92,7 +92,28 @@ def calibration(suite: Suite, results: list[CaseResult]) -> dict[str, Any]:
         if pairs:
             out[a.label] = cohen_kappa([h for h, _ in pairs], [m for _, m in pairs])
             out[a.label]["raters"] = "human (rows) vs judge (columns)"
+            out[a.label]["meaning"] = kappa_meaning(pairs, out[a.label])
     return out
+
+
+def kappa_meaning(pairs: list[tuple[str, str]], cal: dict[str, Any]) -> str:
+    """What the agreement figures say, in words: a kappa of 0 next to a high accuracy is the common
+    case of a judge that never disagrees with the majority label, and it tells nothing."""
+    humans, judge = {h for h, _ in pairs}, {m for _, m in pairs}
+    if len(judge) == 1:
+        (v,) = judge
+        share = sum(h == v for h, _ in pairs) / len(pairs)
+        return (f"the judge answered {v} on every case, so its accuracy ({share:.3f}) is the share of {v} labels "
+                f"and kappa is 0: it has not shown it can tell pass from fail on these cases")
+    if len(humans) == 1:
+        (v,) = humans
+        return f"every human label is {v}: agreement cannot be judged; label some cases {'fail' if v == 'pass' else 'pass'}"
+    minority = min(sum(h == "pass" for h, _ in pairs), sum(h == "fail" for h, _ in pairs))
+    k = cal["kappa"]
+    band = ("no better than chance" if k <= 0 else "slight" if k < 0.2 else "fair" if k < 0.4 else "moderate"
+            if k < 0.6 else "substantial" if k < 0.8 else "almost perfect")
+    caution = f"; only {minority} labels of the rarer class, so it is uncertain" if minority < 5 else ""
+    return f"agreement beyond chance: {band} (Landis and Koch){caution}"
 
 
 # ---- gates -------------------------------------------------------------------------------------
@@ -303,6 +324,8 @@ def terminal(suite: Suite, m: dict[str, Any], gates: list[GateResult], run_id: s
     for label, cal in m["calibration"].items():
         lines.append(f"judge calibration [{label}] vs human labels: n={cal['n']} accuracy {cal['accuracy']:.3f} "
                      f"kappa {cal['kappa']:.3f}; confusion (human/judge) {cal['confusion']}")
+        if cal.get("meaning"):
+            lines.append(f"  ({cal['meaning']})")
     if gates:
         lines += ["", "gates:"]
         lines += [f"  [{'PASS' if g.passed else 'FAIL'}] {g.detail}" for g in gates]
