@@ -27,7 +27,8 @@ def runnable_blocks() -> list[tuple[str, str]]:
     for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text(encoding="utf-8")
         blocks = _BLOCK.findall(text)
-        assert len(blocks) == text.count(MARK), f"{page}: a runnable mark not followed by a ```bash block"
+        marks = len(re.findall(rf"^{MARK}", text, re.M))
+        assert len(blocks) == marks, f"{page}: a runnable mark not followed by a ```bash block"
         out += [(f"{page.relative_to(DOCS)}#{i + 1}", b) for i, b in enumerate(blocks)]
     return out
 
