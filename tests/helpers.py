@@ -256,3 +256,19 @@ def private_postgres() -> Iterator[tuple[str, Any]]:
         with contextlib.suppress(Exception):
             ctl("stop", "-m", "immediate")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recording_webhook(fail_first: bool = False) -> ServerThread:
+    """A started webhook server on POST /hook that keeps each JSON body in `.got` (answering 200, or
+    500 to the very first delivery with `fail_first`, so a sender must retry)."""
+    got: list = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(status=500 if fail_first and len(got) == 1 else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    server = ServerThread(app).start()
+    server.got = got
+    return server

@@ -111,20 +111,17 @@ def sqlite_checks_rollup(where: str) -> list[str]:
 
 def postgres_rollup_ctes(dims_values: str, failed: str) -> str:
     """CTEs for gateway/state/postgres.py's merge statement, over the CTE `i` of newly inserted rows."""
+    latency = {table: f"""INSERT INTO {table} ({period}, dim, value, bucket, n)
+    SELECT floor(i.ts / {seconds})::bigint, d.dim, d.value, {bucket_sql("i.latency_ms", "postgres")}, COUNT(*)
+    FROM i CROSS JOIN LATERAL (VALUES {dims_values}) AS d (dim, value)
+    WHERE i.latency_ms IS NOT NULL
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (dim, {period}, value, bucket) DO UPDATE SET n = {table}.n + excluded.n"""
+               for table, period, seconds in (("latency_hourly", "hour", 3600), ("latency_daily", "day", 86400))}
     return f""", latency AS (
-    INSERT INTO latency_hourly (hour, dim, value, bucket, n)
-    SELECT floor(i.ts / 3600)::bigint, d.dim, d.value, {bucket_sql("i.latency_ms", "postgres")}, COUNT(*)
-    FROM i CROSS JOIN LATERAL (VALUES {dims_values}) AS d (dim, value)
-    WHERE i.latency_ms IS NOT NULL
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (dim, hour, value, bucket) DO UPDATE SET n = latency_hourly.n + excluded.n
+    {latency["latency_hourly"]}
 ), latency_days AS (
-    INSERT INTO latency_daily (day, dim, value, bucket, n)
-    SELECT floor(i.ts / 86400)::bigint, d.dim, d.value, {bucket_sql("i.latency_ms", "postgres")}, COUNT(*)
-    FROM i CROSS JOIN LATERAL (VALUES {dims_values}) AS d (dim, value)
-    WHERE i.latency_ms IS NOT NULL
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (dim, day, value, bucket) DO UPDATE SET n = latency_daily.n + excluded.n
+    {latency["latency_daily"]}
 ), checks AS (
     INSERT INTO checks_hourly (hour, type, name, action, status, label, n)
     SELECT hour, type, name, action, status, label, COUNT(*) FROM (

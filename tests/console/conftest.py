@@ -9,12 +9,11 @@ import time
 
 import httpx
 import pytest
-from aiohttp import web
 
 from gateway.auth import hash_key
 from gateway.console.example_data import write_example_ledger
 from gateway.tabular.example_model import build_app as model_app
-from tests.helpers import REPO, ServerThread, ledger_row, run_cli, running_gateway, write_policies
+from tests.helpers import REPO, ServerThread, ledger_row, recording_webhook, run_cli, running_gateway, write_policies
 from tests.tabular.test_service import FEATURES, rows_of  # the churn model's schema and traffic
 
 ADMIN_KEY = "console-admin-secret"
@@ -27,16 +26,7 @@ SEEDED = 4000
 @pytest.fixture(scope="package")
 def tabular_servers():
     """The example churn model server, and a webhook that records the drift alerts it is sent."""
-    got: list = []
-
-    async def receive(request: web.Request) -> web.Response:
-        got.append(await request.json())
-        return web.Response(status=200)
-
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", receive)
-    model, hook = ServerThread(model_app()).start(), ServerThread(hook_app).start()
-    hook.got = got
+    model, hook = ServerThread(model_app()).start(), recording_webhook()
     yield model, hook
     model.stop()
     hook.stop()

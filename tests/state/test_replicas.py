@@ -146,21 +146,12 @@ def test_the_compose_example_policies_are_valid(tmp_path):
 
 
 def test_scheduled_drift_alerts_go_out_once_across_replicas(tmp_path, prefix):
-    from aiohttp import web
-
     from gateway.tabular.example_model import build_app as model_app
-    from tests.helpers import ServerThread
+    from tests.helpers import ServerThread, recording_webhook
     from tests.tabular.test_service import FEATURES, rows_of, send
 
-    got: list = []
-
-    async def receive(request: web.Request) -> web.Response:
-        got.append(await request.json())
-        return web.Response(status=200)
-
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", receive)
-    hook, model = ServerThread(hook_app).start(), ServerThread(model_app()).start()
+    hook, model = recording_webhook(), ServerThread(model_app()).start()
+    got = hook.got
     yaml = f"""
 upstreams: {{mock: {{type: mock}}}}
 models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}

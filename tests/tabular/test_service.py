@@ -8,11 +8,10 @@ import time
 
 import httpx
 import pytest
-from aiohttp import web
 
 from gateway.tabular.example_model import build_app as model_app
 from gateway.tabular.example_model import churn_probability, generate
-from tests.helpers import REPO, ServerThread, run_cli, running_gateway, write_policies
+from tests.helpers import REPO, ServerThread, recording_webhook, run_cli, running_gateway, write_policies
 
 FEATURES = """
       tenure_months: {type: number, min: 0}
@@ -56,16 +55,7 @@ def model_server():
 @pytest.fixture(scope="module")
 def hook():
     """A webhook that fails its first delivery (the gateway must retry), then records alerts."""
-    got: list = []
-
-    async def receive(request: web.Request) -> web.Response:
-        got.append(await request.json())
-        return web.Response(status=500 if len(got) == 1 else 200)
-
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    server = ServerThread(app).start()
-    server.got = got
+    server = recording_webhook(fail_first=True)
     yield server
     server.stop()
 
