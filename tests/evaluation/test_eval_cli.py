@@ -182,7 +182,13 @@ def test_ctrl_c_keeps_what_finished(tmp_path, policies):
     proc = subprocess.Popen(gateway_cmd("eval", "--state-dir", str(tmp_path / "state"), "--policies", str(policies),
                                         "run", str(s), "--no-progress"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    # Interrupt once some answers are in (each is cached as it arrives), not after a fixed time: on a
+    # loaded machine start-up alone can take longer, and a signal during the imports is not a run's.
+    cache = tmp_path / "state" / "eval-cache"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not cache.is_dir() or sum(1 for _ in cache.rglob("*") if _.is_file()) < 3):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
