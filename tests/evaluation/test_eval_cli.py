@@ -181,7 +181,10 @@ def test_ctrl_c_keeps_what_finished(tmp_path, policies):
     """)
     proc = subprocess.Popen(gateway_cmd("eval", "--state-dir", str(tmp_path / "state"), "--policies", str(policies),
                                         "run", str(s), "--no-progress"),
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell runs background jobs with SIGINT ignored, and children inherit that:
+                            # give the run the default, as a terminal's Ctrl-C would find it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Interrupt once some answers are in (each is cached as it arrives), not after a fixed time: on a
     # loaded machine start-up alone can take longer, and a signal during the imports is not a run's.
     cache = tmp_path / "state" / "eval-cache"
