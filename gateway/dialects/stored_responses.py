@@ -56,14 +56,18 @@ class StoredResponses:
         self.backend = backend
         self.on_error = on_error or (lambda: None)
 
+    def _unavailable(self, action: str, e: Exception) -> GatewayError:
+        """A store that does not answer: a 503 that says so (never a pretended 404, nor a 500)."""
+        self.on_error()
+        log.warning("response store unavailable on %s (%s)", action, type(e).__name__)
+        return GatewayError("The stored-responses store is unavailable; try again.", status=503,
+                            type="service_unavailable", code="response_store_unavailable")
+
     async def _record(self, response_id: str, owner: str) -> dict[str, Any] | None:
         try:
             raw = await self.backend.get(response_id)
-        except Exception as e:  # a store that does not answer: say so, do not pretend it is gone
-            self.on_error()
-            log.warning("response store unavailable on read (%s)", type(e).__name__)
-            raise GatewayError("The stored-responses store is unavailable; try again.", status=503,
-                               type="service_unavailable", code="response_store_unavailable") from None
+        except Exception as e:
+            raise self._unavailable("read", e) from None
         if raw is None:
             return None
         try:
@@ -110,7 +114,10 @@ class StoredResponses:
 
     async def delete(self, response_id: str, owner: str) -> None:
         await self._found(response_id, owner)
-        await self.backend.delete(response_id)
+        try:
+            await self.backend.delete(response_id)
+        except Exception as e:
+            raise self._unavailable("delete", e) from None
 
     async def close(self) -> None:
         await self.backend.close()

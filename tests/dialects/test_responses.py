@@ -258,6 +258,34 @@ def test_store_expires_and_caps_memory():
     asyncio.run(run())
 
 
+def test_a_store_that_fails_is_a_503_on_read_and_delete():
+    """The embedded store with its delete (then its reads) failing, as a Redis that went away does."""
+    class Failing(EmbeddedResponses):
+        fail_get = False
+
+        async def get(self, response_id):
+            if self.fail_get:
+                raise ConnectionError("store down")
+            return await super().get(response_id)
+
+        async def delete(self, response_id):
+            raise ConnectionError("store down")
+
+    async def run():
+        backend, errors = Failing(max_bytes=10_000), []
+        store = StoredResponses(ResponsesSettings(), backend, on_error=lambda: errors.append(1))
+        await store.keep("k", {"id": "resp_a", "output": []}, [])
+        with pytest.raises(GatewayError) as e:
+            await store.delete("resp_a", "k")
+        assert (e.value.status, e.value.code) == (503, "response_store_unavailable")
+        assert (await store.response("resp_a", "k"))["id"] == "resp_a"  # nothing was lost
+        backend.fail_get = True
+        with pytest.raises(GatewayError) as e:
+            await store.response("resp_a", "k")
+        assert e.value.status == 503 and len(errors) == 2
+    asyncio.run(run())
+
+
 # ---- the renderer, on its own ------------------------------------------------------------------
 def _chunks(text: str, args: str, cuts: random.Random) -> list[dict]:
     def pieces(s):
