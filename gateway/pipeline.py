@@ -55,13 +55,15 @@ class PolicyFile(BaseModel):
     description: str = ""
     # When every request check only judges (blocks or flags, never rewrites) and does not guard data
     # from leaving, the upstream call starts alongside the checks and is cancelled if one blocks.
-    start_upstream_early: bool = True
+    start_upstream_early: bool = Field(default=True, description=(
+        "when every request check only judges, start the upstream call alongside the checks (cancelled if one blocks)"))
     # With `telemetry:` on, put the messages (as sent upstream, after this policy's request checks) and
     # the answer (as the client got it) on the request's trace, PII-redacted first (regex detector).
-    trace_content: bool = False
+    trace_content: bool = Field(default=False, description=(
+        "with telemetry on, put the messages and the answer on the trace, PII-redacted first"))
     # The response cache for this policy's keys (gateway.yaml `cache:` turns it on): off, or widened
     # to non-deterministic requests.
-    cache: PolicyCache = Field(default_factory=PolicyCache)
+    cache: PolicyCache = Field(default_factory=PolicyCache, description="the response cache for this policy's keys")
     request: list[dict[str, Any]] = Field(default_factory=list)
     response: list[dict[str, Any]] = Field(default_factory=list)
     stream: StreamSettings = Field(default_factory=StreamSettings)
