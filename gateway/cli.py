@@ -230,13 +230,16 @@ def cmd_prices_import(args: argparse.Namespace) -> int:
         print(f"gateway prices import: --as-of {args.as_of!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
         return 2
     try:
-        table = price_import.read_table(Path(args.file))
+        table = price_import.read_table(Path(args.file))  # its errors name the file
+    except ValueError as e:
+        print(f"gateway prices import: {e}", file=sys.stderr)
+        return 2
+    try:
         text = pricing.read_text(encoding="utf-8") if pricing.exists() else "models:\n"
         providers = set(args.providers.split(",")) if args.providers else None
         merged, report = price_import.merge(text, table, as_of=as_of, force=args.force, providers=providers)
     except (OSError, ValueError) as e:
-        print(f"gateway prices import: {pricing}: {e}" if "validate" in str(e) or "models:" in str(e)
-              else f"gateway prices import: {e}", file=sys.stderr)
+        print(f"gateway prices import: {pricing}: {e}", file=sys.stderr)
         return 2
     for line in report.lines():
         print(line)

@@ -1,6 +1,6 @@
 """The console's Tabular models pages: predictions and labels over time, performance over time, drift
 per feature (the same report as GET /v1/tabular/{model}/drift) with reference vs current histograms,
-the ADWIN / Page-Hinkley alarms, and this process's webhook deliveries."""
+the ADWIN / Page-Hinkley alarms, and the drift webhook deliveries kept in the prediction log."""
 
 from __future__ import annotations
 
@@ -80,13 +80,14 @@ def _over_time(model: tabular.TabularModel, rows: list[tuple], since: float, unt
                bucket_s: int) -> list[dict[str, Any]]:
     """Per bucket of the whole window (empty ones too, so the time axis is the window's): predictions,
     labels, mean prediction, and accuracy (classification) or MAE (regression)."""
+    def empty() -> dict[str, float]:
+        return {"predictions": 0, "labels": 0, "pred_sum": 0.0, "score_sum": 0.0, "pred_n": 0}
+
     first = int(since // bucket_s) * bucket_s
-    acc = {b: {"predictions": 0, "labels": 0, "pred_sum": 0.0, "score_sum": 0.0, "pred_n": 0}
-           for b in range(first, int(until) + 1, bucket_s)}
+    acc = {b: empty() for b in range(first, int(until) + 1, bucket_s)}
     classification = model.cfg.task == "classification"
-    for ts, _, pred, label in rows:
-        a = acc.setdefault(int(ts // bucket_s) * bucket_s, {"predictions": 0, "labels": 0, "pred_sum": 0.0,
-                                                             "score_sum": 0.0, "pred_n": 0})
+    for ts, _, pred, label in rows:  # a row written after `until` (read a moment later) gets its own bucket
+        a = acc.setdefault(int(ts // bucket_s) * bucket_s, empty())
         a["predictions"] += 1
         if pred is not None:
             a["pred_sum"] += pred

@@ -31,6 +31,14 @@ END = "  # ---- END imported prices ----"
 MODES = ("chat", "completion", "responses", "embedding")
 _LONG = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
+# An entry of `models:` (two spaces in): its name, quoted or plain (plain names may hold `:`, as Bedrock ids
+# do; the name ends at the first `:` followed by a space or the end of the line).
+_ENTRY = re.compile(r"^  (\"[^\"]+\"|'[^']+'|[^\s#\"'][^\s]*?):(?:\s|$)")
+
+
+def _entry_name(line: str) -> str | None:
+    m = _ENTRY.match(line)
+    return m.group(1).strip("'\"") if m else None
 
 
 @dataclass
@@ -152,11 +160,10 @@ def _user_entries(lines: list[str], start: int, end: int) -> dict[str, tuple[int
     out: dict[str, tuple[int, int]] = {}
     i = start + 1
     while i < end:
-        m = re.match(r"^  (\"[^\"]+\"|'[^']+'|[^\s#:][^:]*?):(\s|$)", lines[i])
-        if not m:
+        name = _entry_name(lines[i])
+        if name is None:
             i += 1
             continue
-        name = m.group(1).strip("'\"")
         j = i + 1
         while j < end and (not lines[j].strip() or lines[j].startswith("    ")):  # its nested lines
             j += 1
@@ -175,7 +182,7 @@ def merge(pricing_text: str, table: dict[str, Any], *, as_of: dt.date, force: bo
     if BEGIN in lines:  # drop the previous import: it is rebuilt from the table
         b = lines.index(BEGIN)
         e = lines.index(END, b) if END in lines[b:] else b
-        previous = {m.group(1).strip("'\"") for ln in lines[b + 1:e] if (m := re.match(r"^  (\"[^\"]+\"|\S+?):\s", ln))}
+        previous = {name for ln in lines[b + 1:e] if (name := _entry_name(ln))}
         del lines[b:e + 1]
     else:
         previous = set()

@@ -2,8 +2,8 @@
 
 `latency_hourly` keeps, per hour and rollup dimension value, how many requests fell in each latency
 bucket (bounds grow by 1.25x from 0.25 ms to ~10 min), so p50/p95 over a month of traffic read a few
-thousand rows instead of a million; `latency_daily` keeps the same per UTC day, for charts in days. `checks_hourly` counts check runs per hour by check type, name,
-action and run status (label ''), and separately what they found (label: a pii entity type, an
+thousand rows instead of a million; `latency_daily` keeps the same per UTC day, for charts in days.
+`checks_hourly` counts check runs per hour by check type, name, action and run status (label ''), and separately what they found (label: a pii entity type, an
 injection family, a denied topic), from the `verdicts` JSON of each row. Both are written in the
 same transaction as the raw rows, by SQLite (gateway/metering/ledger.py) or PostgreSQL
 (gateway/state/postgres.py), from the SQL built here.
@@ -47,6 +47,8 @@ CREATE TABLE latency_daily (
     PRIMARY KEY (dim, day, value, bucket)
 ) WITHOUT ROWID;
 """
+# (table, period column, seconds per period) of the latency histograms, hourly and daily.
+LATENCY_TABLES = (("latency_hourly", "hour", 3600), ("latency_daily", "day", 86400))
 # experiment_stats per hour: what the console's confidence sequences over time are computed from.
 _BLOCKED = """verdicts LIKE '%"block"%'"""
 EXPERIMENT_SUMS = ("n", "errors", "blocks", "latency_sum", "latency_sq", "cost_n", "cost_sum", "cost_sq",
@@ -87,7 +89,7 @@ def _search(column: str, lo: int, hi: int) -> str:
 
 
 def sqlite_latency_rollup(dim: str, expr: str, where: str, daily: bool = False) -> str:
-    table, period, seconds = ("latency_daily", "day", 86400) if daily else ("latency_hourly", "hour", 3600)
+    table, period, seconds = LATENCY_TABLES[daily]
     return f"""
     INSERT INTO {table} ({period}, dim, value, bucket, n)
     SELECT CAST(ts / {seconds} AS INTEGER), '{dim}', {expr}, {bucket_sql("latency_ms", "sqlite")}, COUNT(*)
@@ -117,7 +119,7 @@ def postgres_rollup_ctes(dims_values: str, failed: str) -> str:
     WHERE i.latency_ms IS NOT NULL
     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (dim, {period}, value, bucket) DO UPDATE SET n = {table}.n + excluded.n"""
-               for table, period, seconds in (("latency_hourly", "hour", 3600), ("latency_daily", "day", 86400))}
+               for table, period, seconds in LATENCY_TABLES}
     return f""", latency AS (
     {latency["latency_hourly"]}
 ), latency_days AS (

@@ -348,7 +348,7 @@ class PostgresPredictionLog:
 
     @staticmethod
     def write(conn, pending: list[tuple[str, Any]]) -> None:
-        from gateway.tabular.store import _ALERT, _INSERT, _LABEL, insert_params
+        from gateway.tabular.store import _INSERT, UPDATES, insert_params
 
         with conn.transaction():
             cur = conn.cursor()
@@ -356,7 +356,7 @@ class PostgresPredictionLog:
                 if kind == "insert":
                     cur.executemany(psycopg_sql(_INSERT), insert_params(payload))
                 else:
-                    cur.execute(psycopg_sql(_ALERT if kind == "alert" else _LABEL), payload)
+                    cur.execute(psycopg_sql(UPDATES[kind]), payload)
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         return self._reader.query(sql, params)

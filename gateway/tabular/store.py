@@ -53,6 +53,8 @@ _INSERT = ("INSERT INTO predictions (id, model, ts, features, prediction, predic
 _LABEL = "UPDATE predictions SET label = ?, label_ts = ? WHERE id = ? AND label IS NULL"
 _ALERT = ("INSERT INTO alert_deliveries (model, ts, delivered, http_status, error, attempts, data_drift, "
           "performance_degraded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# The statement of each queued write other than an insert (those go through executemany).
+UPDATES = {"label": _LABEL, "alert": _ALERT}
 ALERT_FIELDS = ("model", "ts", "delivered", "http_status", "error", "attempts", "data_drift", "performance_degraded")
 
 
@@ -92,7 +94,7 @@ class SqliteLog:
                 if kind == "insert":
                     conn.executemany(_INSERT, insert_params(payload))
                 else:
-                    conn.execute(_ALERT if kind == "alert" else _LABEL, payload)
+                    conn.execute(UPDATES[kind], payload)
 
     def query(self, sql: str, params: tuple) -> list[tuple]:
         conn = self.connect()
