@@ -10,6 +10,7 @@ dependencies stay out of the project.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -56,8 +57,8 @@ def main() -> None:
     result: dict = {"rows": args.rows, "columns": args.cols}
 
     t0 = time.perf_counter()
-    profile = drift.fit(ref)
-    report = drift.compare(profile, cur, reference=ref)  # raw reference: exact KS, exact Wasserstein
+    profile = drift.fit(ref, keep_sample=True)  # the sorted reference is reused: exact KS and Wasserstein
+    report = drift.compare(profile, cur)
     result["full_report_s"] = round(time.perf_counter() - t0, 2)
     result["drifted_columns"] = report.drifted_columns
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -65,8 +66,9 @@ def main() -> None:
           f"(fit + compare, exact KS), {report.drifted_columns} drifted; peak RSS {result['peak_rss_mb']} MB")
 
     window = {k: v[:100_000] for k, v in cur.items()}
+    profile_only = dataclasses.replace(profile, sorted_samples={})  # as loaded from a .profile file
     t0 = time.perf_counter()
-    drift.compare(profile, window)
+    drift.compare(profile_only, window)
     result["profile_window_100k_s"] = round(time.perf_counter() - t0, 3)
     print(f"100,000-row window x {args.cols} columns against the fitted profile: {result['profile_window_100k_s']} s")
 

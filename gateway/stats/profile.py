@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -47,13 +47,18 @@ class Profile:
     source: str
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     version: int = 1
+    # Sorted valid values of each numeric column, kept by drift.fit(keep_sample=True) for exact KS and
+    # Wasserstein in the same process; never saved.
+    sorted_samples: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def schema(self) -> dict[str, str]:
         return {name: c.kind for name, c in self.columns.items()}
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), separators=(",", ":")), encoding="utf-8")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sorted_samples"}
+        data["columns"] = {name: asdict(c) for name, c in self.columns.items()}
+        Path(path).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> Profile:
