@@ -44,6 +44,8 @@ N_HIST = 30
 SMALL_SAMPLE = 1000
 EXACT_KS_MAX_N = 10_000  # scipy's own switch from the exact to the asymptotic KS distribution
 UNSEEN = "<unseen>"
+# Cells that mean "no value" in a text column that should be numeric (Arrow's CSV null markers).
+MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "#na", "#n/a n/a"})
 TESTS = ("ks", "wasserstein", "psi", "kl", "js", "chi2", "chi2_gof")
 P_VALUE_TESTS = ("ks", "chi2", "chi2_gof")
 DEFAULT_THRESHOLDS = {"ks": 0.05, "chi2": 0.05, "chi2_gof": 0.05, "wasserstein": 0.1, "js": 0.1, "psi": 0.2,
@@ -229,12 +231,12 @@ def wasserstein_normed(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.n
 def wasserstein_raw(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.ndarray | None = None) -> float:
     if ref_sorted is not None:
         return wasserstein_sorted(ref_sorted, cur_sorted)
-    return profile_wasserstein(ref, sorted_quantiles(cur_sorted, np.linspace(0, 1, N_QUANTILES)))
+    return profile_wasserstein(ref.quantiles, sorted_quantiles(cur_sorted, np.linspace(0, 1, N_QUANTILES)))
 
 
-def profile_wasserstein(ref: NumericRef, cur_quantiles: np.ndarray) -> float:
+def profile_wasserstein(ref_quantiles: Any, cur_quantiles: np.ndarray) -> float:
     """W1 on the profile's grid of N_QUANTILES quantile levels."""
-    return float(np.mean(np.abs(np.asarray(ref.quantiles) - cur_quantiles)))
+    return float(np.mean(np.abs(np.asarray(ref_quantiles) - cur_quantiles)))
 
 
 def normalised(ref: NumericRef, w: float) -> float:
@@ -254,14 +256,47 @@ def ks_test(ref: NumericRef, cur_sorted: np.ndarray, ref_sorted: np.ndarray | No
         d = ks_statistic_sorted(ref_sorted, cur_sorted)
     else:
         n = ref.n
-        u = np.linspace(0, 1, N_QUANTILES)
         q = np.asarray(ref.quantiles)
-        f_ref = np.interp(cur_sorted, q, u, left=0.0, right=1.0)
-        right = np.arange(1, m + 1) / m
-        d = float(max(np.max(np.abs(right - f_ref)), np.max(np.abs(right - 1 / m - f_ref))))
+        at, below, upto = distinct_values(cur_sorted)
+        # sup |F_ref - F_cur| with F_ref piecewise linear through the profile's quantiles: between two
+        # points of (current values U profile quantiles) F_cur is flat and F_ref monotone, so the
+        # extremes are the right values and the left limits at those points.
+        d = max(sup_gap(profile_cdf(q, at, "right"), upto / m, profile_cdf(q, at, "left"), below / m),
+                sup_gap(profile_cdf(q, q, "right"), np.searchsorted(cur_sorted, q, "right") / m,
+                        profile_cdf(q, q, "left"), np.searchsorted(cur_sorted, q, "left") / m))
+    return d, ks_p_value(d, n, m)
+
+
+def distinct_values(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct values of sorted v, how many of v lie below each, how many lie at or below it)."""
+    last = np.flatnonzero(np.concatenate([v[1:] != v[:-1], [True]]))  # the last copy of each distinct value
+    return v[last], np.concatenate([[0], last[:-1] + 1]), last + 1
+
+
+def sup_gap(f_right: np.ndarray, g_right: np.ndarray, f_left: np.ndarray, g_left: np.ndarray) -> float:
+    return float(max(np.max(np.abs(f_right - g_right)), np.max(np.abs(f_left - g_left))))
+
+
+def profile_cdf(q: np.ndarray, x: np.ndarray, side: str = "right") -> np.ndarray:
+    """The reference CDF a profile describes, at x: linear between its N_QUANTILES quantiles, with a
+    jump where quantiles repeat (a value the reference holds many times). side="left": the left
+    limit F(x-). For continuous data this is np.interp(x, q, levels)."""
+    size = q.size
+    i = np.searchsorted(q, x, side)  # right: how many quantiles are <= x; left: how many are < x
+    lo, hi = np.clip(i - 1, 0, size - 1), np.clip(i, 0, size - 1)
+    span = q[hi] - q[lo]
+    frac = np.divide(x - q[lo], span, out=np.zeros(np.shape(x)), where=span > 0)
+    f = (lo + frac * (hi - lo)) / (size - 1)
+    f[i == 0] = 0.0
+    f[i == size] = 1.0
+    return f
+
+
+def ks_p_value(d: float, n: int, m: int) -> float:
+    """Two-sided p of D for samples of n and m, as scipy's ks_2samp computes it past its exact range."""
     big, small = max(n, m), min(n, m)
     en = big * small / (big + small)
-    return d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
+    return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
 
 
 def chi2_tests(ref_counts: np.ndarray, cur_counts: np.ndarray) -> dict[str, float]:
@@ -306,6 +341,9 @@ class ColumnDrift:
     n_invalid: int = 0
     note: str | None = None
     sketch: dict[str, Any] | None = None  # KS/Wasserstein came from a quantile sketch: its kind, k, bounds
+    # The current window's picture beside the profile's: shares per hist_edges bin (numeric) or per
+    # picture_categories (categorical), so every engine's report renders the same charts.
+    histogram: list[float] | None = None
 
 
 def compare_column(name: str, ref: NumericRef | CategoricalRef, cur: np.ndarray, rule: ColumnRule | None = None,
@@ -323,7 +361,8 @@ def numeric_values(cur: np.ndarray) -> tuple[np.ndarray, int, int]:
         return values, missing, 0
     out, missing, invalid = [], 0, 0
     for v in cur:
-        if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip().lower()
+                                                                       in MISSING_TEXT):
             missing += 1
             continue
         try:
@@ -346,6 +385,7 @@ class NumericSummary:
     ks_d: float
     ks_p: float
     wasserstein: float  # W1, not yet divided by the reference std
+    histogram: np.ndarray | None = None  # share per bin of the profile's picture (hist_edges)
     sketch: dict[str, Any] | None = None  # set when KS and Wasserstein came from a quantile sketch
 
 
@@ -361,7 +401,8 @@ def _compare_numeric(name: str, ref: NumericRef, cur: np.ndarray, rule: ColumnRu
         ref_sorted = ref_sample if _is_sorted(ref_sample) else np.sort(ref_sample[~np.isnan(ref_sample)])
     d, p = ks_test(ref, values, ref_sorted)
     summary = NumericSummary(int(values.size), missing, invalid, sorted_props(values, np.asarray(ref.edges)),
-                             float(values.mean(dtype=np.float64)), d, p, wasserstein_raw(ref, values, ref_sorted))
+                             float(values.mean(dtype=np.float64)), d, p, wasserstein_raw(ref, values, ref_sorted),
+                             sorted_hist_props(values, np.asarray(ref.hist_edges)) if ref.hist_edges else None)
     return numeric_result(name, ref, summary, rule)
 
 
@@ -382,6 +423,7 @@ def numeric_result(name: str, ref: NumericRef, s: NumericSummary, rule: ColumnRu
     out.metrics = {"psi": psi(ref.props, s.props), "kl": kl(ref.props, s.props), "js": js_distance(ref.props, s.props),
                    "wasserstein": normalised(ref, s.wasserstein), "ks_d": s.ks_d, "ks_p": s.ks_p, "mean": s.mean,
                    "reference_mean": ref.mean}
+    out.histogram = None if s.histogram is None else [float(x) for x in s.histogram]
     notes = []
     if ref.std == 0:
         notes.append("constant in the reference: Wasserstein is not normalised (inf when it moved)")
@@ -419,12 +461,18 @@ def categorical_result(name: str, ref: CategoricalRef, cur_map: dict[str, int], 
     ref_p, cur_p = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
     out.metrics = {"psi": psi(ref_p, cur_p), "kl": kl(ref_p, cur_p), "js": js_distance(ref_p, cur_p),
                    "unseen_share": float(unseen / n), **chi}
+    out.histogram = [cur_map.get(k, 0) / n for k in picture_categories(ref)]
     if unseen:
         out.note = f"{unseen} value(s) in categories the reference never had (pooled as {UNSEEN})"
     test = rule.test or ("chi2" if n <= SMALL_SAMPLE else "js")
     _decide(out, test, rule.threshold, {"chi2": (chi["chi2_p"], {"cramers_v": chi["cramers_v"]}),
                                         "chi2_gof": (chi["chi2_gof_p"], {"cramers_v": chi["cramers_v"]})})
     return out
+
+
+def picture_categories(ref: CategoricalRef) -> list[str]:
+    """The categories a report's picture shows: the reference's 20 most frequent."""
+    return sorted(ref.counts, key=ref.counts.get, reverse=True)[:20]
 
 
 def _decide(out: ColumnDrift, test: str, threshold: float | None, pvalue_tests: dict[str, tuple[float, dict]]) -> None:

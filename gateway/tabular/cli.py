@@ -16,7 +16,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("-o", "--output", required=True, help="where to write the profile (JSON)")
     r = sub.add_parser("report", help="compare a current window with a reference dataset or profile")
     r.add_argument("--reference", required=True, help="a dataset, or a profile written by `gateway drift fit`")
-    r.add_argument("--current", required=True)
+    r.add_argument("--current", required=True,
+                   help="the window: a CSV or Parquet file, a directory or glob of them, or a URL (s3://..., any fsspec one)")
+    r.add_argument("--engine", default="auto", choices=["auto", "memory", "stream", "dask"],
+                   help="memory: read the window whole (exact); stream: in batches, bounded memory; dask: on a cluster "
+                        "(--scheduler); auto (default): memory for one file that fits, else stream")
+    r.add_argument("--scheduler", help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786")
+    r.add_argument("--batch-rows", type=int, default=262_144, help="rows per batch for stream and dask (default 262144)")
+    r.add_argument("--exact-memory-mb", type=int, default=1024,
+                   help="numeric values kept for exact KS and Wasserstein before the stream switches to a KLL sketch "
+                        "(default 1024 MB)")
     r.add_argument("--format", default="table", choices=["table", "json", "html"])
     r.add_argument("--rules", help='per-column tests, JSON: {"price": {"test": "psi", "threshold": 0.2}}')
     r.add_argument("--dataset-threshold", type=float, default=0.5, help="share of drifted columns (default 0.5)")
@@ -28,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from gateway.stats import drift
-    from gateway.tabular import render
+    from gateway.tabular import engines, render
     from gateway.tabular.io import file_hash, read_table
 
     try:
@@ -45,18 +54,25 @@ def main(args: argparse.Namespace) -> int:
             profile = drift.Profile.load(reference_path)
         else:
             raw_reference = read_table(reference_path)
-            profile = drift.fit(raw_reference, source=str(reference_path), content_hash=file_hash(reference_path))
-        current = read_table(Path(args.current))
+            profile = drift.fit(raw_reference, source=str(reference_path), content_hash=file_hash(reference_path),
+                                keep_sample=True)
         rules = {k: drift.ColumnRule(**v) for k, v in json.loads(args.rules).items()} if args.rules else None
         model_columns = {c for c in (args.target, args.prediction) if c}
-        for c in model_columns:
-            if c not in profile.columns or c not in current:
-                raise ValueError(f"column {c!r} (--target/--prediction) is not in both the reference and the current data")
-        features = drift.Profile({k: v for k, v in profile.columns.items() if k not in model_columns}, profile.rows,
-                                 profile.content_hash, profile.source, profile.created_at)
-        report = drift.compare(features, {k: v for k, v in current.items() if k not in model_columns}, rules=rules,
-                               dataset_threshold=args.dataset_threshold, correction=args.correction,
-                               reference=raw_reference)
+        if args.batch_rows <= 0 or args.exact_memory_mb < 0:
+            raise ValueError("--batch-rows must be positive and --exact-memory-mb zero or more")
+        options = engines.Options(args.engine, args.scheduler, args.batch_rows, args.exact_memory_mb << 20, rules,
+                                  args.dataset_threshold, args.correction, ignore=model_columns)
+        features = dataclasses.replace(profile, columns={k: v for k, v in profile.columns.items()
+                                                         if k not in model_columns})
+        report, current = engines.run(features, args.current, options)
+        if model_columns:
+            if current is None:
+                raise ValueError("--target/--prediction compare the model's outputs row by row: they need the window "
+                                 "in memory (--engine memory)")
+            for c in model_columns:
+                if c not in profile.columns or c not in current:
+                    raise ValueError(f"column {c!r} (--target/--prediction) is not in both the reference and the "
+                                     "current data")
         model = _model_section(args, profile, raw_reference, current) if model_columns else None
     except (ValueError, OSError, TypeError, json.JSONDecodeError) as e:
         print(f"gateway drift: {e}", file=sys.stderr)
@@ -64,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         out = json.dumps({**report.to_json(), **({"model": model} if model else {})}, indent=2, default=float)
     elif args.format == "html":
-        out = render.page(report, profile, current) + (render.model_html(model) if model else "")
+        out = render.page(report, profile) + (render.model_html(model) if model else "")
     else:
         out = render.table(report) + (render.model_table(model) if model else "")
     if args.output:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import html
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from gateway.stats.drift import DriftReport, NumericRef, Profile, categories, hist_props, numeric_values
+from gateway.stats.drift import DriftReport, NumericRef, Profile, picture_categories
 
 
 def table(report: DriftReport) -> str:
     lines = [f"Reference: {report.profile['source'] or '(profile)'} ({report.profile['rows']:,} rows, "
              f"{report.profile['content_hash'][:19]}...); current: {report.current_rows:,} rows"]
+    lines.append(engine_line(report))
     lines += [f"! {p}" for p in report.problems]
     lines.append(f"{'column':<24}{'kind':<12}{'test':<12}{'value':>10}{'thresh':>8}{'effect':>16}  drift")
     for c in report.columns:
@@ -31,11 +31,24 @@ def table(report: DriftReport) -> str:
     return "\n".join(lines)
 
 
-def page(report: DriftReport, profile: Profile, current: dict[str, np.ndarray]) -> str:
+def engine_line(report: DriftReport) -> str:
+    e = report.engine
+    if not e:
+        return "Engine: (not recorded)"
+    line = (f"Engine: {e['name']}" + (f" on {e['scheduler']}" if e.get("scheduler") else "")
+            + f", {e['rows_read']:,} rows read" + (f" from {e['files']} file(s)" if e.get("files") else "")
+            + f" in {e['wall_s']:.2f} s")
+    sketched = e.get("sketched_columns") or []
+    if sketched:
+        line += f"; KS/Wasserstein from a KLL sketch for {len(sketched)} column(s): {', '.join(sketched)}"
+    return line
+
+
+def page(report: DriftReport, profile: Profile) -> str:
     rows = []
     for c in report.columns:
         ref = profile.columns[c.column]
-        chart = _chart(ref, current.get(c.column))
+        chart = _chart(ref, c.histogram)
         status = "drift" if c.drifted else "ok"
         value = "-" if c.value is None else f"{(c.p_adjusted if c.p_value is not None else c.value):.4g}"
         rows.append(f"<tr class={status}><td>{html.escape(c.column)}</td><td>{c.kind}</td><td>{c.test or '-'}</td>"
@@ -49,7 +62,7 @@ def page(report: DriftReport, profile: Profile, current: dict[str, np.ndarray]) 
         "tr.drift td:first-child{border-left:4px solid #c33}.ref{fill:#8aa9d6}.cur{fill:#e08a3c;opacity:.75}</style>"
         f"<h1>Drift report</h1><p>Reference {html.escape(report.profile['source'] or '')} "
         f"({report.profile['rows']:,} rows, {html.escape(report.profile['content_hash'])}); "
-        f"current {report.current_rows:,} rows. Dataset drift: <b>{'YES' if report.dataset_drift else 'no'}</b> "
+        f"current {report.current_rows:,} rows. {html.escape(engine_line(report))}. Dataset drift: <b>{'YES' if report.dataset_drift else 'no'}</b> "
         f"({report.drifted_columns} columns, {report.share_drifted:.0%}; threshold {report.dataset_threshold:.0%}).</p>"
         f"<ul>{problems}</ul><p><svg width=12 height=12><rect class=ref width=12 height=12/></svg> reference "
         "<svg width=12 height=12><rect class=cur width=12 height=12/></svg> current</p>"
@@ -57,23 +70,15 @@ def page(report: DriftReport, profile: Profile, current: dict[str, np.ndarray]) 
         f"<th>distribution</th><th>note</th></tr>{''.join(rows)}</table>")
 
 
-def _chart(ref: Any, cur: np.ndarray | None, width: int = 240, height: int = 48) -> str:
-    if cur is None:
+def _chart(ref: Any, cur_p: list[float] | None, width: int = 240, height: int = 48) -> str:
+    if cur_p is None:
         return ""
     if isinstance(ref, NumericRef):
-        if not ref.hist_edges:
-            return ""
-        values = numeric_values(cur)[0]  # the same parsing as the report: missing and text left out
         ref_p = np.asarray(ref.hist_props)
-        cur_p = hist_props(values, np.asarray(ref.hist_edges)) if values.size else np.zeros_like(ref_p)
     else:
-        cats = sorted(ref.counts, key=ref.counts.get, reverse=True)[:20]
         total_ref = sum(ref.counts.values()) or 1
-        labels = categories(cur)
-        seen = Counter(labels[labels != ""].tolist())
-        total_cur = sum(seen.values()) or 1
-        ref_p = np.array([ref.counts[k] / total_ref for k in cats])
-        cur_p = np.array([seen[k] / total_cur for k in cats])
+        ref_p = np.array([ref.counts[k] / total_ref for k in picture_categories(ref)])
+    cur_p = np.asarray(cur_p)
     top = max(ref_p.max(initial=0), cur_p.max(initial=0)) or 1
     w = width / max(len(ref_p), 1)
     bars = []

@@ -14,7 +14,11 @@ def write_csv(path, n, shift, seed, extra_bad=False):
         w = csv.writer(f)
         w.writerow(["age", "plan", "score"])
         for i in range(n):
-            score = "n/a" if extra_bad and i % 50 == 0 else f"{rng.normal(0, 1):.3f}"
+            score = f"{rng.normal(0, 1):.3f}"
+            if extra_bad and i % 50 == 0:
+                score = "unknown"
+            elif extra_bad and i % 70 == 0:
+                score = "n/a"
             w.writerow([f"{rng.normal(40 + shift, 10):.1f}", rng.choice(["basic", "pro"]), score])
     return path
 
@@ -31,7 +35,8 @@ def test_fit_then_report_table_json_html(tmp_path):
     out = json.loads(run_cli("drift", "report", "--reference", str(ref), "--current", str(cur), "--format", "json").stdout)
     assert out["profile"]["source"] == str(ref) and out["profile"]["content_hash"].startswith("sha256:")
     score = next(c for c in out["columns"] if c["column"] == "score")
-    assert score["n_invalid"] == 60  # "n/a" in a numeric column is counted, not read as 0
+    assert score["n_invalid"] == 60  # text in a numeric column is counted, not read as 0
+    assert score["n_missing"] == 34  # n/a, NA, null and empty cells are missing values
     html = run_cli("drift", "report", "--reference", str(ref), "--current", str(cur), "--format", "html").stdout
     assert html.startswith("<!doctype html>") and html.count("<svg") >= 3
 
