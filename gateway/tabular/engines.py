@@ -58,9 +58,10 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
     problems = drift.schema_problems(profile, columns)
     wanted = [c for c in profile.columns if c in columns]
     if engine == "stream":
-        partials, rows = summarise(ds, ds.parts(), profile, wanted, options.batch_rows, options.exact_bytes)
+        parts = ds.parts()
+        partials, rows = summarise(ds, parts, profile, wanted, options.batch_rows, options.exact_bytes)
     else:
-        partials, rows = _dask(ds, profile, wanted, options)
+        partials, rows, parts = _dask(ds, profile, wanted, options)
     if rows == 0:
         raise ValueError(f"{current}: the window has no rows")
     results = drift_stream.results({c: profile.columns[c] for c in wanted}, partials, options.rules or {},
@@ -68,7 +69,8 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
     report = drift.assemble(profile, results, problems, rows, dataset_threshold=options.dataset_threshold,
                             correction=options.correction,
                             engine={"name": engine, "rows_read": rows, "wall_s": round(time.perf_counter() - started, 3),
-                                    "files": len(ds.files), "input": current, "batch_rows": options.batch_rows,
+                                    "files": len(ds.files), "parts": len(parts), "input": current,
+                                    "batch_rows": options.batch_rows,
                                     **({"scheduler": options.scheduler} if engine == "dask" else {})})
     return report, None
 
@@ -122,7 +124,8 @@ def _summarise_on_worker(spec: str, part: tuple, profile_columns: dict, wanted: 
     return summarise(ds, [part], profile, wanted, batch_rows, exact_bytes)
 
 
-def _dask(ds: sources.Dataset, profile: drift.Profile, wanted: list[str], options: Options) -> tuple[dict[str, Any], int]:
+def _dask(ds: sources.Dataset, profile: drift.Profile, wanted: list[str], options: Options) -> tuple[dict[str, Any], int,
+                                                                                                  list]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -152,6 +155,6 @@ def _dask(ds: sources.Dataset, profile: drift.Profile, wanted: list[str], option
             rows += n
             if drift_stream.kept_values(merged) * 8 > options.exact_bytes:
                 drift_stream.sketch_all(merged)
-        return merged, rows
+        return merged, rows, parts
     finally:
         client.close()

@@ -178,7 +178,7 @@ def _kinds(ds: Dataset, path: str) -> dict[str, str]:
     import io
 
     with ds.open(path) as f:
-        first = f.readline() if hasattr(f, "readline") else f.read(1 << 16).split(b"\n")[0]
+        first = f.read(1 << 16).split(b"\n")[0]
     header = next(csv.reader(io.StringIO(first.decode("utf-8"))), [])
     if not header:
         raise ValueError(f"{path}: empty file (a header row naming the columns is needed)")
