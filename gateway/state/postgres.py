@@ -361,5 +361,10 @@ class PostgresPredictionLog:
     def query(self, sql: str, params: tuple) -> list[tuple]:
         return self._reader.query(sql, params)
 
+    def execute(self, sql: str, params: tuple) -> int:
+        """One write outside the writer thread (drift summaries, retention); returns the rows changed."""
+        with connect(self.settings) as conn, conn.transaction():
+            return conn.execute(psycopg_sql(sql), params).rowcount
+
     def close(self) -> None:
         self._reader.close()

@@ -22,6 +22,7 @@ names the sketched columns with their error bounds:
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,22 @@ class NumericPartial:
         self.__dict__.update(state)
         self.sketch = None if blob is None else _kll().deserialize(blob)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (the prediction log's stored summaries): always sketched, never the values."""
+        self.to_sketch()
+        return {"n": self.n, "missing": self.missing, "invalid": self.invalid, "total": self.total,
+                "cells": self.cells.tolist(), "sketch": base64.b64encode(self.sketch.serialize()).decode()}
+
+    @classmethod
+    def from_dict(cls, ref: NumericRef, d: dict[str, Any]) -> NumericPartial:
+        p = cls.of(ref)
+        if len(d["cells"]) != p.cells.size:
+            raise ValueError("a stored summary does not match the profile's bins")
+        p.n, p.missing, p.invalid, p.total = d["n"], d["missing"], d["invalid"], d["total"]
+        p.cells = np.asarray(d["cells"], np.int64)
+        p.kept, p.sketch = None, _kll().deserialize(base64.b64decode(d["sketch"]))
+        return p
+
     def summary(self, ref: NumericRef, ref_sorted: np.ndarray | None = None) -> drift.NumericSummary:
         props = self.shares(self.edges)
         hist = self.shares(self.hist_edges[1:-1]) if self.hist_edges.size else None
@@ -196,6 +213,26 @@ class CategoricalPartial:
         self.missing += other.missing
         for v, c in other.counts.items():
             self.counts[v] = self.counts.get(v, 0) + c
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "missing": self.missing}
+
+    @classmethod
+    def from_dict(cls, ref: CategoricalRef, d: dict[str, Any]) -> CategoricalPartial:
+        return cls(dict(d["counts"]), int(d["missing"]))
+
+
+def to_dict(partials: dict[str, Any]) -> dict[str, Any]:
+    return {name: p.to_dict() for name, p in partials.items()}
+
+
+def from_dict(columns: dict[str, NumericRef | CategoricalRef], d: dict[str, Any]) -> dict[str, Any]:
+    """Stored summaries back into partials, for the profile's `columns` (a summary made against
+    another profile is refused: its bins differ)."""
+    if set(d) != set(columns):
+        raise ValueError("a stored summary does not match the profile's columns")
+    return {name: (NumericPartial if ref.kind == "numeric" else CategoricalPartial).from_dict(ref, d[name])
+            for name, ref in columns.items()}
 
 
 def partials_for(columns: dict[str, NumericRef | CategoricalRef]) -> dict[str, NumericPartial | CategoricalPartial]:

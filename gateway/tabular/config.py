@@ -36,6 +36,8 @@ class TabularModelConfig(BaseModel):
     reference: str | None = Field(default=None, description="fitted profile (`gateway drift fit`), relative to policies/")
     drift: DriftMonitor = Field(default_factory=DriftMonitor)
     max_rows: int = Field(default=1000, ge=1, le=100_000, description="rows per predict request")
+    keep_days: float | None = Field(default=None, gt=0, description="delete predictions (and their drift summaries) "
+                                    "older than this many days; unset: keep them all")
 
     @model_validator(mode="after")
     def _no_reserved(self) -> TabularModelConfig:

@@ -174,15 +174,23 @@ def window_columns(model: TabularModel, rows: list[tuple]) -> dict[str, np.ndarr
     return columns
 
 
+RAW_LIMIT = 100_000  # a window with more predictions is drift-checked from the summaries (tabular/rollups.py)
+LABEL_LIMIT = 100_000  # performance uses at most the latest this many labelled predictions of a window
+
+
 def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
                   rows: list[tuple] | None = None, columns: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The drift report of the last `window_s` seconds of `model`'s prediction log (blocking). `rows`
     (that window as `store.window` returns it) and `columns` (window_columns of them): when the caller
-    has them already (the console)."""
+    has them already (the console). A window of more than RAW_LIMIT predictions is read from the
+    log's drift summaries instead of its rows."""
     from gateway.stats import drift  # scipy: ~1 s to import, paid on the first drift report, not at start-up
 
     cfg = model.cfg
     now = time.time()
+    if rows is None and model.profile is not None and \
+            store.count_upto(model.name, now - window_s, RAW_LIMIT + 1) > RAW_LIMIT:
+        return _drift_from_summaries(store, model, window_s, now)
     if rows is None:
         rows = store.window(model.name, now - window_s)
     out: dict[str, Any] = {"model": model.name, "window": {"seconds": window_s, "rows": len(rows),
@@ -210,16 +218,55 @@ def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
             if pd.p_value is not None:
                 pd.p_adjusted, pd.drifted = pd.p_value, pd.p_value < pd.threshold
             out["prediction_drift"] = asdict(pd)
-    out["performance"] = _performance(store, model, rows, now - window_s)
+    out["performance"] = _performance(store, model, [(r[2], r[3]) for r in rows], now - window_s)
     out["drift"] |= bool(out["performance"].get("degraded"))
     return out
 
 
-def _performance(store: PredictionStore, model: TabularModel, rows: list[tuple], since: float) -> dict[str, Any]:
-    """Window vs. everything labelled before it, plus a streaming detector over the window's errors."""
+def _drift_from_summaries(store: PredictionStore, model: TabularModel, window_s: float, now: float) -> dict[str, Any]:
+    """compute_drift's report from the drift summaries: the same form, the window's start aligned down
+    to the hour (said in `window`), KS and Wasserstein from the summaries' KLL sketches."""
+    from gateway.stats import drift, drift_stream
+    from gateway.tabular.rollups import Rollups, RollupsPending
+
+    cfg, started = model.cfg, time.perf_counter()
+    window: dict[str, Any] = {"seconds": window_s, "requested_since": now - window_s}
+    try:
+        partials, n, since = Rollups(store).window(model, now - window_s, now)
+    except RollupsPending as e:
+        return {"model": model.name, "window": window, "drift": False, "status": "summaries_pending",
+                "message": str(e)}
+    labelled = store.labelled_since(model.name, since, LABEL_LIMIT)
+    window.update(since=since, aligned_to_hour=since < now - window_s, rows=n, labelled=len(labelled),
+                  labelled_capped=len(labelled) >= LABEL_LIMIT)
+    out: dict[str, Any] = {"model": model.name, "window": window, "drift": False, "status": "ok"}
+    refs = {k: v for k, v in model.profile.columns.items() if k in cfg.features}
+    features = drift.Profile(refs, model.profile.rows, model.profile.content_hash, model.profile.source,
+                             model.profile.created_at)
+    results = drift_stream.results(refs, partials, {}, {})
+    report = drift.assemble(features, results, drift.schema_problems(features, list(cfg.features)), n,
+                            dataset_threshold=cfg.drift.dataset_threshold, correction="holm",
+                            engine={"name": "summaries", "rows_read": n, "since": since,
+                                    "wall_s": round(time.perf_counter() - started, 3)})
+    out["data_drift"] = report.to_json()
+    out["drift"] |= report.dataset_drift
+    pred_ref = model.profile.columns.get("prediction")
+    if pred_ref is not None and pred_ref.kind == "numeric" and partials["prediction"].n:
+        pd = drift.numeric_result("prediction", pred_ref, partials["prediction"].summary(pred_ref), drift.ColumnRule())
+        if pd.p_value is not None:
+            pd.p_adjusted, pd.drifted = pd.p_value, pd.p_value < pd.threshold
+        out["prediction_drift"] = asdict(pd)
+    out["performance"] = _performance(store, model, labelled, since)
+    out["drift"] |= bool(out["performance"].get("degraded"))
+    return out
+
+
+def _performance(store: PredictionStore, model: TabularModel, pairs: list[tuple], since: float) -> dict[str, Any]:
+    """Window vs. everything labelled before it, plus a streaming detector over the window's errors.
+    `pairs`: (prediction, label) of the window, oldest first (label None: not labelled yet)."""
     from gateway.stats import concept
 
-    cur = [(r[2], r[3]) for r in rows if r[2] is not None and r[3] is not None]
+    cur = [(p, y) for p, y in pairs if p is not None and y is not None]
     if len(cur) < 30:
         return {"status": "insufficient_labels", "labelled": len(cur), "message": "need 30 labelled predictions"}
     ref = [(p, y) for p, y in store.labelled_before(model.name, since) if p is not None]
@@ -311,16 +358,50 @@ async def _alert(app: web.Application, url: str, model: str, report: dict[str, A
     log.error("drift alert for %s could not be delivered to the webhook", model)
 
 
+SUMMARISE_EVERY_S = 60.0
+
+
+async def summariser(app: web.Application) -> None:
+    """Keeps the prediction log's drift summaries current (tabular/rollups.py) and applies keep_days.
+    Its writes are idempotent; with shared state only the lease holder runs it."""
+    from gateway.tabular.rollups import Rollups
+
+    coordinator = app.get(COORDINATOR)
+    while True:
+        await asyncio.sleep(SUMMARISE_EVERY_S)
+        store = app[STORE]
+        models = [m for m in app[HOLDER].current.tabular.values() if m.profile is not None or m.cfg.keep_days]
+        if store is None or not models:
+            continue
+        if coordinator is not None and not await coordinator.leader("drift-summaries"):
+            continue
+        rollups = Rollups(store)
+        for model in models:
+            try:
+                if model.cfg.keep_days:
+                    deleted = await asyncio.to_thread(rollups.retain, model, model.cfg.keep_days)
+                    if deleted:
+                        log.info("tabular %s: %d predictions older than %g days deleted (keep_days)", model.name,
+                                 deleted, model.cfg.keep_days)
+                horizon = time.time() - model.cfg.keep_days * 86400 if model.cfg.keep_days else None
+                if model.profile is not None:
+                    await asyncio.to_thread(rollups.build, model, None, horizon)
+            except Exception:  # a failing pass is logged and retried next time; requests never wait on it
+                log.exception("drift summaries of %s failed", model.name)
+
+
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """The prediction log's writer thread, the HTTP client for model servers and webhooks, the monitor."""
+    """The prediction log's writer thread, the HTTP client for model servers and webhooks, the monitor
+    and the drift summariser."""
     app[HTTP] = aiohttp.ClientSession()
     store = app[STORE]
     if store is not None:
         await asyncio.to_thread(store.start)
-    task = asyncio.create_task(monitor(app))
+    tasks = [asyncio.create_task(monitor(app)), asyncio.create_task(summariser(app))]
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await app[HTTP].close()
     if store is not None:
         await asyncio.to_thread(store.close)

@@ -78,9 +78,11 @@ class SqliteLog:
         self.where = str(self.path)
 
     def setup(self) -> None:
+        from gateway.tabular.rollups import SCHEMA as ROLLUPS
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as conn:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + ROLLUPS)
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5)
@@ -100,6 +102,15 @@ class SqliteLog:
         conn = self.connect()
         try:
             return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, params: tuple) -> int:
+        """One write outside the writer thread (drift summaries, retention); returns the rows changed."""
+        conn = self.connect()
+        try:
+            with conn:
+                return conn.execute(sql, params).rowcount
         finally:
             conn.close()
 
@@ -184,6 +195,19 @@ class PredictionStore:
         rows = self.backend.query(f"SELECT {', '.join(ALERT_FIELDS)} FROM alert_deliveries WHERE model = ? "
                                   "ORDER BY ts DESC LIMIT ?", (model, limit))
         return [dict(zip(ALERT_FIELDS, r)) for r in rows]
+
+    def count_upto(self, model: str, since: float, limit: int) -> int:
+        """Predictions of `model` since `since`, counted up to `limit` (bounded work on a big log)."""
+        rows = self.backend.query("SELECT COUNT(*) FROM (SELECT 1 FROM predictions WHERE model = ? AND ts >= ? "
+                                  "LIMIT ?) AS w", (model, since, limit))
+        return int(rows[0][0])
+
+    def labelled_since(self, model: str, since: float, limit: int = 100_000) -> list[tuple]:
+        """(prediction, label) of the latest `limit` labelled predictions since `since`, oldest first."""
+        rows = self.backend.query(
+            "SELECT prediction, label FROM predictions WHERE model = ? AND ts >= ? AND label IS NOT NULL "
+            "ORDER BY ts DESC LIMIT ?", (model, since, limit))
+        return rows[::-1]
 
     def labelled_before(self, model: str, before: float, limit: int = 100_000) -> list[tuple]:
         return self.backend.query(
