@@ -23,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(--scheduler); auto (default): memory for one file that fits, else stream")
     r.add_argument("--scheduler", help="Dask scheduler address for --engine dask, e.g. tcp://10.0.0.5:8786")
     r.add_argument("--batch-rows", type=int, default=262_144, help="rows per batch for stream and dask (default 262144)")
-    r.add_argument("--exact-memory-mb", type=int, default=1024,
+    r.add_argument("--exact-memory-mb", type=int, default=256,
                    help="numeric values kept for exact KS and Wasserstein before the stream switches to a KLL sketch "
-                        "(default 1024 MB)")
+                        "(default 256 MB)")
     r.add_argument("--format", default="table", choices=["table", "json", "html"])
     r.add_argument("--rules", help='per-column tests, JSON: {"price": {"test": "psi", "threshold": 0.2}}')
     r.add_argument("--dataset-threshold", type=float, default=0.5, help="share of drifted columns (default 0.5)")

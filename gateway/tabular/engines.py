@@ -24,7 +24,7 @@ from gateway.stats import drift, drift_stream
 from gateway.tabular import sources
 
 ENGINES = ("auto", "memory", "stream", "dask")
-DEFAULT_EXACT_BYTES = 1 << 30  # numeric values kept for exact KS/Wasserstein before switching to the sketch
+DEFAULT_EXACT_BYTES = 256 << 20  # numeric values kept for exact KS/Wasserstein before switching to the sketch
 
 
 @dataclass

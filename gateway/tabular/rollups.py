@@ -32,6 +32,7 @@ log = logging.getLogger("gateway.tabular")
 BUCKET_S = 300
 HOUR_S = 3600
 SETTLE_S = 60  # a bucket is summarised once this long has passed after its end (late writes, clock skew)
+MAX_RAW_BUCKETS = 3  # a window read reads at most this many unsummarised buckets' rows itself
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drift_rollups (
@@ -111,22 +112,25 @@ class Rollups:
             return merged, 0, start
         first_hour = max(start, _floor(first, HOUR_S))
         hours = self._stored(model, HOUR_S, start, open_hour)
-        unsummarised = [h for h in _range(first_hour, open_hour, HOUR_S) if h not in hours]
-        if any(h + HOUR_S <= closed for h in unsummarised):
-            raise RollupsPending(f"{sum(h + HOUR_S <= closed for h in unsummarised)} closed hour(s) of the window "
-                                 "have no drift summary yet: the builder is catching up, try again in a minute")
-        # from the first hour without an hour row (the open one, or the last one while it settles): buckets
-        covered = unsummarised[0] if unsummarised else open_hour
+        # After the last hour row, the window is read bucket by bucket (the open hour, and an hour the
+        # builder has not folded yet); a hole before that is a backfill still to come.
+        later = [h for h in _range(first_hour, open_hour, HOUR_S) if h not in hours]
+        covered = later[0] if later else open_hour
+        if any(h in hours for h in _range(covered, open_hour, HOUR_S)):
+            raise RollupsPending("hours of the window have no drift summary yet: the builder is catching up, "
+                                 "try again in a minute")
         buckets = self._stored(model, BUCKET_S, covered, closed)
+        todo = [b for b in _range(max(covered, _floor(first, BUCKET_S)), closed, BUCKET_S) if b not in buckets]
+        if len(todo) > MAX_RAW_BUCKETS:
+            raise RollupsPending(f"{len(todo)} five-minute buckets of the window have no drift summary yet: the "
+                                 "builder is catching up, try again in a minute")
         for n, summary in [*hours.values(), *buckets.values()]:
             drift_stream.merge_all(merged, drift_stream.from_dict(cols, summary))
             total += n
-        # buckets the builder has not written yet (it has just started), then the raw tail
-        for b in _range(max(covered, _floor(first, BUCKET_S)), closed, BUCKET_S):
-            if b not in buckets:
-                raw = self.store.window(model.name, b, b + BUCKET_S)
-                drift_stream.merge_all(merged, summarise_rows(model, raw))
-                total += len(raw)
+        for b in todo:  # buckets the builder has not written yet: from their rows
+            raw = self.store.window(model.name, b, b + BUCKET_S)
+            drift_stream.merge_all(merged, summarise_rows(model, raw))
+            total += len(raw)
         tail = self.store.window(model.name, max(closed, covered), now + 1)
         drift_stream.merge_all(merged, summarise_rows(model, tail))
         return merged, total + len(tail), start

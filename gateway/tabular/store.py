@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     label_ts REAL
 );
 CREATE INDEX IF NOT EXISTS predictions_model_ts ON predictions (model, ts);
+-- the labelled ones, for performance over a window without scanning every prediction in it
+CREATE INDEX IF NOT EXISTS predictions_labelled ON predictions (model, ts) WHERE label IS NOT NULL;
 CREATE TABLE IF NOT EXISTS alert_deliveries (
     model TEXT NOT NULL,
     ts REAL NOT NULL,                -- when the delivery ended (delivered or given up)

@@ -121,7 +121,7 @@ def test_closed_hours_fold_their_buckets_and_late_builders_backfill(store):
 def test_a_window_with_unsummarised_closed_hours_says_so(store):
     model = make_model()
     fill(store, model, NOW - 3 * HOUR, NOW, 200, seed=3)
-    with pytest.raises(rollups.RollupsPending, match="closed hour"):
+    with pytest.raises(rollups.RollupsPending, match="no drift summary yet"):
         rollups.Rollups(store).window(model, NOW - 3 * HOUR, NOW)
 
 

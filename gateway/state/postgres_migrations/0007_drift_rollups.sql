@@ -10,3 +10,5 @@ CREATE TABLE drift_rollups (
     summary text NOT NULL,
     PRIMARY KEY (model, profile, period, start)
 );
+-- The labelled predictions, for a window's performance without scanning every prediction in it.
+CREATE INDEX predictions_labelled ON predictions (model, ts) WHERE label IS NOT NULL;
