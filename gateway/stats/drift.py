@@ -65,7 +65,8 @@ def fingerprint(columns: dict[str, np.ndarray]) -> str:
 
 def column_digest(a: np.ndarray) -> bytes:
     # Per column, so fit hashes the columns in its worker threads (hashlib releases the GIL).
-    return hashlib.sha256(a.tobytes() if a.dtype != object else "\x1f".join(map(str, a)).encode()).digest()
+    data = memoryview(np.ascontiguousarray(a)).cast("B") if a.dtype != object else "\x1f".join(map(str, a)).encode()
+    return hashlib.sha256(data).digest()  # a view of the array: no copy
 
 
 def _combine(digests: dict[str, bytes]) -> str:
@@ -140,7 +141,8 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     grid of quantile levels i/n and j/m (equal to scipy.stats.wasserstein_distance, without its re-sorting)."""
     n, m = u.size, v.size
     if n == m:
-        return float(np.mean(np.abs(np.subtract(u, v, dtype=np.float64))))
+        d = np.subtract(u, v, dtype=np.float64)
+        return float(np.abs(d, out=d).mean())
     t = np.sort(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]), kind="stable")
     dt = np.diff(t, prepend=0.0)
     iu = np.clip(np.ceil(t * n - 1e-9).astype(np.int64) - 1, 0, n - 1)
