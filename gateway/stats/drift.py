@@ -43,6 +43,7 @@ N_QUANTILES = 1001
 N_HIST = 30
 SMALL_SAMPLE = 1000
 EXACT_KS_MAX_N = 10_000  # scipy's own switch from the exact to the asymptotic KS distribution
+KS_BLOCK = 64  # values of the current sample per block when bounding the KS gap
 UNSEEN = "<unseen>"
 # Cells that mean "no value" in a text column that should be numeric (Arrow's CSV null markers).
 MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "#na", "#n/a n/a"})
@@ -151,14 +152,35 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def ks_statistic_sorted(u: np.ndarray, v: np.ndarray) -> float:
-    """sup |F_u - F_v| of two sorted samples, equal to scipy's ks_2samp statistic. Between two of v's
-    distinct values F_v is flat while F_u rises, so the extremes lie at each of v's values (F_u's
-    value there) and just before the next one (F_u's left limit): one search of v's values into u
-    instead of searching the merged sample into both (4x fewer searches). Counts are compared as
-    integers (count_u * m against count_v * n), so D is exact."""
+    """sup |F_u - F_v| of two sorted samples, equal to scipy's ks_2samp statistic, in exact integer
+    counts ((F_u - F_v) * n * m). Between two of v's values F_v is flat while F_u rises, so the
+    extremes lie at each of v's values and just before it: the gap needs how many of u lie below
+    each value of v. Blocks of v bound that gap from their end points (both F are monotone), so
+    only the few blocks that could hold the extreme are searched value by value."""
     n, m = u.size, v.size
     new_value = v[1:] != v[:-1]
-    if new_value.all():  # no ties inside v (the usual case for continuous data)
+    if m < 8 * KS_BLOCK or not new_value.all():  # small, or ties inside v: every value
+        return _ks_every_value(u, v, new_value)
+    starts = np.arange(0, m, KS_BLOCK, dtype=np.int64)
+    ends = np.minimum(starts + KS_BLOCK, m)
+    low = np.searchsorted(u, v[starts], "left")  # u below each block's first value
+    high = np.searchsorted(u, v[ends - 1], "right")  # u at or below its last value
+    attained = int(np.max(np.abs(low * m - starts * n)))  # the gap just before each block: exact values
+    could = np.flatnonzero((high * m - starts * n > attained) | (ends * n - low * m > attained))
+    if could.size == 0:
+        return attained / (n * m)
+    j = (starts[could, None] + np.arange(KS_BLOCK)).ravel()
+    j = j[j < m]
+    at = v[j]
+    left = np.searchsorted(u, at, "left")
+    right = np.searchsorted(u, at, "right")
+    before, after = left * m - j * n, right * m - (j + 1) * n
+    return max(attained, int(np.abs(before).max()), int(np.abs(after).max())) / (n * m)
+
+
+def _ks_every_value(u: np.ndarray, v: np.ndarray, new_value: np.ndarray) -> float:
+    n, m = u.size, v.size
+    if new_value.all():
         at, below = v, None
     else:
         last = np.flatnonzero(np.concatenate([new_value, [True]]))  # the last copy of each distinct value
