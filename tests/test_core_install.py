@@ -44,7 +44,7 @@ def gateway(venv, *args, **kw):
 
 def test_the_core_install_has_no_model_stack(core_venv):
     probe = ("import importlib.util as u; print(sorted(m for m in ('presidio_analyzer', 'spacy', 'torch', "
-             "'sentence_transformers', 'sklearn') if u.find_spec(m)))")
+             "'sentence_transformers', 'sklearn', 'pyarrow', 'datasketches', 'distributed') if u.find_spec(m)))")
     r = subprocess.run([str(core_venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
@@ -90,3 +90,21 @@ def test_a_used_policy_with_a_model_check_is_refused_naming_the_extra(core_venv,
     serve = gateway(core_venv, "serve", "--port", str(free_port()), "--policies", str(root), "--state-dir",
                     str(tmp_path / "state"))
     assert serve.returncode == 2 and "needs the `guard` extra" in serve.stderr
+
+
+def test_drift_reports_on_csv_without_the_drift_extra(core_venv, tmp_path):
+    """Without pyarrow a CSV window is still read (Python's csv module); a directory, glob or URL
+    window is refused naming the extra to install."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for name, shift in (("ref.csv", 0.0), ("cur.csv", 1.0)):
+        rows = ["x,plan"] + [f"{v:.3f},{p}" for v, p in zip(rng.normal(shift, 1, 400), rng.choice(["a", "b"], 400))]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+    r = gateway(core_venv, "drift", "report", "--reference", str(tmp_path / "ref.csv"), "--current",
+                str(tmp_path / "cur.csv"))
+    assert r.returncode == 0 and "Engine: memory, 400 rows read" in r.stdout, r.stdout + r.stderr
+    (tmp_path / "window").mkdir()
+    r = gateway(core_venv, "drift", "report", "--reference", str(tmp_path / "ref.csv"), "--current",
+                str(tmp_path / "window"))
+    assert r.returncode == 2 and "pip install 'llm-gateway[drift]'" in r.stderr and "Traceback" not in r.stderr

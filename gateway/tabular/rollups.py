@@ -23,6 +23,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 
 from gateway.stats import drift_stream
@@ -65,9 +66,7 @@ def _floor(t: float, period: int) -> float:
 
 def summarise_rows(model: Any, rows: list[tuple]) -> dict[str, Any]:
     """Partials of raw log rows (ts, features JSON, prediction, label)."""
-    from gateway.tabular.service import window_columns
-
-    import numpy as np
+    from gateway.tabular.service import window_columns  # service imports this module
 
     cols = columns_of(model)
     partials = drift_stream.partials_for(cols)
