@@ -14,6 +14,8 @@ ran, the rows read, the wall time and the input files.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +47,14 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
     if options.engine not in ENGINES:
         raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
     started = time.perf_counter()
-    ds = sources.open_dataset(current) if _needs_dataset(current, options) else None
-    engine = options.engine
+    plain_file = "://" not in current and not any(ch in current for ch in "*?[") and os.path.isfile(current)
+    engine, ds = options.engine, None
+    if engine == "auto" and plain_file and importlib.util.find_spec("pyarrow") is None:
+        engine = "memory"  # a core install reads one CSV file with the csv module
+    if engine != "memory" or not plain_file:
+        ds = sources.open_dataset(current)
     if engine == "auto":
-        engine = "memory" if ds is None or _fits(ds, options) else "stream"
+        engine = "memory" if _fits(ds, options) else "stream"
     if engine == "memory":
         return _memory(profile, current, ds, options, started)
     if engine == "dask" and not options.scheduler:
@@ -73,11 +79,6 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
                                     "batch_rows": options.batch_rows,
                                     **({"scheduler": options.scheduler} if engine == "dask" else {})})
     return report, None
-
-
-def _needs_dataset(current: str, options: Options) -> bool:
-    return options.engine != "memory" or "://" in current or any(ch in current for ch in "*?[") or \
-        not __import__("os").path.isfile(current)
 
 
 def _fits(ds: sources.Dataset, options: Options) -> bool:
