@@ -169,3 +169,58 @@ def test_a_summary_of_another_profile_is_never_merged(store):
     # a new profile starts its own summaries: the old ones are not read for it
     with pytest.raises(rollups.RollupsPending):
         rollups.Rollups(store).window(other, NOW - 2 * HOUR, NOW)
+
+
+def test_the_running_gateway_summarises_its_log_and_applies_keep_days(tmp_path, monkeypatch):
+    """The summariser task itself, in a real gateway: old predictions deleted by keep_days, closed hours
+    and buckets summarised, and a big window answered from them over HTTP."""
+    import json
+    import sqlite3
+
+    import httpx
+
+    from gateway.tabular.store import SqliteLog
+    from tests.helpers import REPO, running_gateway, write_policies
+    from tests.tabular.test_service import FEATURES
+
+    monkeypatch.setattr(service, "SUMMARISE_EVERY_S", 0.2)
+    monkeypatch.setattr(service, "RAW_LIMIT", 100)
+    root = write_policies(tmp_path, f"""
+upstreams: {{mock: {{type: mock}}}}
+models: {{echo: {{targets: [{{upstream: mock, model: echo}}]}}}}
+server: {{watch_interval_s: 0}}
+tabular:
+  churn:
+    url: http://127.0.0.1:9/predict
+    features: {FEATURES}
+    reference: churn.profile
+    keep_days: 1
+    drift: {{min_rows: 50}}
+""")
+    (root / "churn.profile").write_bytes((REPO / "policies/tabular/churn.profile").read_bytes())
+    state = root / "state"
+    state.mkdir()
+    SqliteLog(state / "tabular.db").setup()
+    now = time.time()
+    rng = np.random.default_rng(2)
+    rows = [(f"old-{i}", "churn", now - 3 * 86400 + i, 0.5) for i in range(40)]
+    rows += [(f"new-{i}", "churn", now - 2 * HOUR + i * 20, 0.5) for i in range(300)]
+    with sqlite3.connect(state / "tabular.db") as conn:
+        conn.executemany("INSERT INTO predictions (id, model, ts, features, prediction) VALUES (?, ?, ?, ?, ?)",
+                         [(i, m, ts, json.dumps({"tenure_months": float(rng.gamma(2, 12)),
+                                                 "monthly_spend": float(rng.normal(60, 20)),
+                                                 "support_calls": int(rng.poisson(1.5)), "plan": "basic"}), p)
+                          for i, m, ts, p in rows])
+    with running_gateway(root, ledger=state / "ledger.db") as gw:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with sqlite3.connect(state / "tabular.db") as conn:
+                old = conn.execute("SELECT COUNT(*) FROM predictions WHERE ts < ?", (now - 86400,)).fetchone()[0]
+                hours = conn.execute("SELECT COUNT(*) FROM drift_rollups WHERE period = 3600").fetchone()[0]
+            if old == 0 and hours >= 1:
+                break
+            time.sleep(0.2)
+        assert old == 0 and hours >= 1
+        r = httpx.get(gw.url + "/v1/tabular/churn/drift?window=3h", timeout=30).json()
+    assert r["status"] == "ok" and r["data_drift"]["engine"]["name"] == "summaries"
+    assert r["window"]["rows"] == 300 and r["window"]["aligned_to_hour"] is True
