@@ -27,6 +27,7 @@ from typing import Any
 
 from gateway.metering import journal, rollups
 from gateway.metering.outcome import FAILED, OUTCOME_SQL, REFUSED, outcome
+from gateway.state.sqlite_wal import use_wal
 
 log = logging.getLogger("gateway.ledger")
 
@@ -420,7 +421,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn, path)
     return conn

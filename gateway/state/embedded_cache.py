@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from gateway.cache.store import CacheKey, Entry
+from gateway.state.sqlite_wal import use_wal
 
 log = logging.getLogger("gateway.cache")
 
@@ -110,7 +111,7 @@ class EmbeddedCache:
     def _connect(self, path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
         return conn

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.metering.ledger import one_line
+from gateway.state.sqlite_wal import use_wal
 
 log = logging.getLogger("gateway.tabular")
 
@@ -88,7 +89,7 @@ class SqliteLog:
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
