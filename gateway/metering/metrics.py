@@ -74,6 +74,13 @@ class Metrics:
         self.cache_errors = Counter("gateway_cache_errors", "Cache store calls that failed (get, put, delete: the "
                                     "request went on uncached), calls skipped while the store recovers (skipped), "
                                     "entries that could not be read (corrupt, removed)", ["op"], registry=r)
+        self.drift_summaries = Counter("gateway_drift_summaries_written", "Drift summaries of the prediction log "
+                                       "written (five-minute buckets and hours), by tabular model", ["model"],
+                                       registry=r)
+        self.drift_summary_errors = Counter("gateway_drift_summary_errors", "Summariser passes that failed (retried "
+                                            "the next minute), by tabular model", ["model"], registry=r)
+        self.predictions_deleted = Counter("gateway_tabular_predictions_deleted", "Predictions deleted by keep_days, "
+                                           "by tabular model", ["model"], registry=r)
         self.cache_entries = Gauge("gateway_cache_entries", "Entries in the embedded cache", registry=r,
                                    multiprocess_mode="livesum")
         self.cache_bytes = Gauge("gateway_cache_bytes", "Bytes held by the embedded cache", registry=r,

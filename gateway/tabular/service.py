@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.keys import HOLDER
+from gateway.keys import HOLDER, METER
 from gateway.tabular.config import TabularModelConfig, validate_rows
 from gateway.tabular.store import LabelConflict, PredictionStore  # noqa: F401 (PredictionStore: app wiring)
 from gateway.upstreams.sanitize import client_message
@@ -367,6 +367,8 @@ async def summariser(app: web.Application) -> None:
     from gateway.tabular.rollups import Rollups
 
     coordinator = app.get(COORDINATOR)
+    meter = app.get(METER)
+    metrics = meter.metrics if meter is not None else None
     while True:
         await asyncio.sleep(SUMMARISE_EVERY_S)
         store = app[STORE]
@@ -383,11 +385,17 @@ async def summariser(app: web.Application) -> None:
                     if deleted:
                         log.info("tabular %s: %d predictions older than %g days deleted (keep_days)", model.name,
                                  deleted, model.cfg.keep_days)
+                        if metrics is not None:
+                            metrics.predictions_deleted.labels(model.name).inc(deleted)
                 horizon = time.time() - model.cfg.keep_days * 86400 if model.cfg.keep_days else None
                 if model.profile is not None:
-                    await asyncio.to_thread(rollups.build, model, None, horizon)
-            except Exception:  # a failing pass is logged and retried next time; requests never wait on it
+                    written = await asyncio.to_thread(rollups.build, model, None, horizon)
+                    if written and metrics is not None:
+                        metrics.drift_summaries.labels(model.name).inc(written)
+            except Exception:  # a failing pass is logged, counted and retried; requests never wait on it
                 log.exception("drift summaries of %s failed", model.name)
+                if metrics is not None:
+                    metrics.drift_summary_errors.labels(model.name).inc()
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -222,5 +222,9 @@ tabular:
             time.sleep(0.2)
         assert old == 0 and hours >= 1
         r = httpx.get(gw.url + "/v1/tabular/churn/drift?window=3h", timeout=30).json()
+        metrics = httpx.get(gw.url + "/metrics", timeout=30).text
+    assert 'gateway_tabular_predictions_deleted_total{model="churn"} 40.0' in metrics
+    assert 'gateway_drift_summaries_written_total{model="churn"}' in metrics
+    assert 'gateway_drift_summary_errors_total{model="churn"}' not in metrics
     assert r["status"] == "ok" and r["data_drift"]["engine"]["name"] == "summaries"
     assert r["window"]["rows"] == 300 and r["window"]["aligned_to_hour"] is True
