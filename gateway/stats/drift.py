@@ -180,11 +180,7 @@ def ks_statistic_sorted(u: np.ndarray, v: np.ndarray) -> float:
 
 def _ks_every_value(u: np.ndarray, v: np.ndarray, new_value: np.ndarray) -> float:
     n, m = u.size, v.size
-    if new_value.all():
-        at, below = v, None
-    else:
-        last = np.flatnonzero(np.concatenate([new_value, [True]]))  # the last copy of each distinct value
-        at, below = v[last], np.concatenate([[0], last[:-1] + 1])  # how many of v lie before each value
+    at, below, upto = (v, None, None) if new_value.all() else distinct_values(v)
     left = np.searchsorted(u, at, "left")  # how many of u lie below each value
     probe = np.minimum(left, n - 1)
     tied = u[probe] == at  # u holds this value too, so F_u also jumps at it
@@ -196,7 +192,8 @@ def _ks_every_value(u: np.ndarray, v: np.ndarray, new_value: np.ndarray) -> floa
     if below is None and not tied.any():
         # at each value F_v rises by 1/m and F_u stays: the gap there is the gap before it, minus n
         return max(d_before, int(gap.max()) - n, n - int(gap.min())) / (n * m)
-    upto = np.arange(1, m + 1, dtype=np.int64) if below is None else np.concatenate([below[1:], [m]])
+    if upto is None:
+        upto = np.arange(1, m + 1, dtype=np.int64)
     right = left.copy()
     right[tied] = np.searchsorted(u, at[tied], "right")
     gap_at = right * m - upto * n
@@ -423,11 +420,17 @@ def _compare_numeric(name: str, ref: NumericRef, cur: np.ndarray, rule: ColumnRu
     ref_sorted = None
     if ref_sample is not None and ref_sample.dtype.kind == "f":
         ref_sorted = ref_sample if _is_sorted(ref_sample) else np.sort(ref_sample[~np.isnan(ref_sample)])
+    return numeric_result(name, ref, exact_summary(ref, values, missing, invalid, ref_sorted), rule)
+
+
+def exact_summary(ref: NumericRef, values: np.ndarray, missing: int, invalid: int,
+                  ref_sorted: np.ndarray | None = None) -> NumericSummary:
+    """The summary of a whole current column, its valid values given sorted (not empty): exact KS and
+    Wasserstein against the raw reference when given, else against the profile's quantile sketch."""
     d, p = ks_test(ref, values, ref_sorted)
-    summary = NumericSummary(int(values.size), missing, invalid, sorted_props(values, np.asarray(ref.edges)),
-                             float(values.mean(dtype=np.float64)), d, p, wasserstein_raw(ref, values, ref_sorted),
-                             sorted_hist_props(values, np.asarray(ref.hist_edges)) if ref.hist_edges else None)
-    return numeric_result(name, ref, summary, rule)
+    return NumericSummary(int(values.size), missing, invalid, sorted_props(values, np.asarray(ref.edges)),
+                          float(values.mean(dtype=np.float64)), d, p, wasserstein_raw(ref, values, ref_sorted),
+                          sorted_hist_props(values, np.asarray(ref.hist_edges)) if ref.hist_edges else None)
 
 
 def _is_sorted(a: np.ndarray) -> bool:
@@ -492,6 +495,15 @@ def categorical_result(name: str, ref: CategoricalRef, cur_map: dict[str, int], 
     _decide(out, test, rule.threshold, {"chi2": (chi["chi2_p"], {"cramers_v": chi["cramers_v"]}),
                                         "chi2_gof": (chi["chi2_gof_p"], {"cramers_v": chi["cramers_v"]})})
     return out
+
+
+def settle_alone(result: ColumnDrift) -> ColumnDrift:
+    """A column tested on its own (prediction drift): a p-value test needs no multiple-testing
+    correction, so its adjusted p is its p."""
+    if result.p_value is not None:
+        result.p_adjusted = result.p_value
+        result.drifted = result.p_value < result.threshold
+    return result
 
 
 def picture_categories(ref: CategoricalRef) -> list[str]:

@@ -83,7 +83,7 @@ class NumericPartial:
         if self.kept is not None:
             self.kept.append(values)
         else:
-            self.sketch.update(values.astype(np.float64, copy=False))
+            self._feed([values])
 
     def shares(self, edges: np.ndarray) -> np.ndarray:
         """Share per bin of `edges` (bin k: edges[k-1] <= x < edges[k]), from the cell counts: cell j
@@ -96,9 +96,12 @@ class NumericPartial:
         if self.kept is None:
             return
         self.sketch = self.sketch or _kll()(KLL_K)
-        for a in self.kept:
-            self.sketch.update(a.astype(np.float64, copy=False))
+        self._feed(self.kept)
         self.kept = None
+
+    def _feed(self, arrays: list[np.ndarray]) -> None:
+        for a in arrays:
+            self.sketch.update(a.astype(np.float64, copy=False))
 
     def merge(self, other: NumericPartial) -> None:
         self.n += other.n
@@ -111,8 +114,7 @@ class NumericPartial:
             return
         self.to_sketch()
         if other.kept is not None:
-            for a in other.kept:
-                self.sketch.update(a.astype(np.float64, copy=False))
+            self._feed(other.kept)
         elif other.sketch is not None:
             self.sketch.merge(other.sketch)
 
@@ -149,15 +151,12 @@ class NumericPartial:
         if self.n == 0 or ref.n == 0:
             return drift.NumericSummary(self.n, self.missing, self.invalid, props, math.nan, math.nan, 1.0, math.nan,
                                         hist)
-        mean = self.total / self.n
         if self.kept is not None:  # the whole window is here: the in-memory engine's exact statistics
             values = np.concatenate(self.kept) if len(self.kept) > 1 else self.kept[0].copy()
             values.sort()
-            d, p = drift.ks_test(ref, values, ref_sorted)
-            return drift.NumericSummary(self.n, self.missing, self.invalid, props, mean, d, p,
-                                        drift.wasserstein_raw(ref, values, ref_sorted), hist)
+            return drift.exact_summary(ref, values, self.missing, self.invalid, ref_sorted)
         d, w, bounds = sketch_distances(ref, self.sketch, ref_sorted)
-        return drift.NumericSummary(self.n, self.missing, self.invalid, props, mean, d,
+        return drift.NumericSummary(self.n, self.missing, self.invalid, props, self.total / self.n, d,
                                     drift.ks_p_value(d, ref.n, self.n), w, hist, bounds)
 
 

@@ -101,10 +101,7 @@ def _model_section(args, profile, reference, current) -> dict:
     if args.prediction:
         pred = drift.compare_column(args.prediction, profile.columns[args.prediction], current[args.prediction],
                                     ref_sample=reference.get(args.prediction) if reference else None)
-        if pred.p_value is not None:  # one test on its own: no multiple-testing correction to apply
-            pred.p_adjusted = pred.p_value
-            pred.drifted = pred.p_value < pred.threshold
-        out["prediction_drift"] = dataclasses.asdict(pred)
+        out["prediction_drift"] = dataclasses.asdict(drift.settle_alone(pred))
     if args.target and args.prediction:
         if reference is None:
             out["performance_note"] = ("performance needs the reference data with labels: pass the dataset as "

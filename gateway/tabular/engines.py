@@ -47,7 +47,7 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
     if options.engine not in ENGINES:
         raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
     started = time.perf_counter()
-    plain_file = "://" not in current and not any(ch in current for ch in "*?[") and os.path.isfile(current)
+    plain_file = "://" not in current and not sources.has_wildcards(current) and os.path.isfile(current)
     engine, ds = options.engine, None
     if engine == "auto" and plain_file and importlib.util.find_spec("pyarrow") is None:
         engine = "memory"  # a core install reads one CSV file with the csv module
@@ -59,7 +59,6 @@ def run(profile: drift.Profile, current: str, options: Options) -> tuple[drift.D
         return _memory(profile, current, ds, options, started)
     if engine == "dask" and not options.scheduler:
         raise ValueError("--engine dask needs --scheduler ADDRESS (the Dask scheduler, e.g. tcp://10.0.0.5:8786)")
-    ds = ds or sources.open_dataset(current)
     columns = [c for c in ds.schema() if c not in options.ignore]
     problems = drift.schema_problems(profile, columns)
     wanted = [c for c in profile.columns if c in columns]

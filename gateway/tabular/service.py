@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -207,20 +207,20 @@ def compute_drift(store: PredictionStore, model: TabularModel, window_s: float,
         out["data_drift"] = {"status": "no_reference",
                              "message": "no reference profile: set `reference:` to a `gateway drift fit` profile"}
     else:
-        features = drift.Profile({k: v for k, v in model.profile.columns.items() if k in cfg.features},
-                                 model.profile.rows, model.profile.content_hash, model.profile.source,
-                                 model.profile.created_at)
-        report = drift.compare(features, columns, dataset_threshold=cfg.drift.dataset_threshold)
+        report = drift.compare(_feature_profile(model), columns, dataset_threshold=cfg.drift.dataset_threshold)
         out["data_drift"] = report.to_json()
         out["drift"] |= report.dataset_drift
         if "prediction" in model.profile.columns and not np.isnan(preds).all():
             pd = drift.compare_column("prediction", model.profile.columns["prediction"], preds)
-            if pd.p_value is not None:
-                pd.p_adjusted, pd.drifted = pd.p_value, pd.p_value < pd.threshold
-            out["prediction_drift"] = asdict(pd)
+            out["prediction_drift"] = asdict(drift.settle_alone(pd))
     out["performance"] = _performance(store, model, [(r[2], r[3]) for r in rows], now - window_s)
     out["drift"] |= bool(out["performance"].get("degraded"))
     return out
+
+
+def _feature_profile(model: TabularModel) -> Any:
+    """The model's reference profile with only its features (not its prediction or label columns)."""
+    return replace(model.profile, columns={k: v for k, v in model.profile.columns.items() if k in model.cfg.features})
 
 
 def _drift_from_summaries(store: PredictionStore, model: TabularModel, window_s: float, now: float) -> dict[str, Any]:
@@ -240,10 +240,8 @@ def _drift_from_summaries(store: PredictionStore, model: TabularModel, window_s:
     window.update(since=since, aligned_to_hour=since < now - window_s, rows=n, labelled=len(labelled),
                   labelled_capped=len(labelled) >= LABEL_LIMIT)
     out: dict[str, Any] = {"model": model.name, "window": window, "drift": False, "status": "ok"}
-    refs = {k: v for k, v in model.profile.columns.items() if k in cfg.features}
-    features = drift.Profile(refs, model.profile.rows, model.profile.content_hash, model.profile.source,
-                             model.profile.created_at)
-    results = drift_stream.results(refs, partials, {}, {})
+    features = _feature_profile(model)
+    results = drift_stream.results(features.columns, partials, {}, {})
     report = drift.assemble(features, results, drift.schema_problems(features, list(cfg.features)), n,
                             dataset_threshold=cfg.drift.dataset_threshold, correction="holm",
                             engine={"name": "summaries", "rows_read": n, "since": since,
@@ -253,9 +251,7 @@ def _drift_from_summaries(store: PredictionStore, model: TabularModel, window_s:
     pred_ref = model.profile.columns.get("prediction")
     if pred_ref is not None and pred_ref.kind == "numeric" and partials["prediction"].n:
         pd = drift.numeric_result("prediction", pred_ref, partials["prediction"].summary(pred_ref), drift.ColumnRule())
-        if pd.p_value is not None:
-            pd.p_adjusted, pd.drifted = pd.p_value, pd.p_value < pd.threshold
-        out["prediction_drift"] = asdict(pd)
+        out["prediction_drift"] = asdict(drift.settle_alone(pd))
     out["performance"] = _performance(store, model, labelled, since)
     out["drift"] |= bool(out["performance"].get("degraded"))
     return out

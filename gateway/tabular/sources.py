@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,16 @@ class Dataset:
     files: tuple[str, ...]  # paths within `filesystem`
     format: str  # "parquet" or "csv"
     filesystem: Any  # a pyarrow.fs.FileSystem
+    # Parquet footers read so far, by file: the schema check, the row count and the parts all need
+    # them, and on object storage each read is a request.
+    _footers: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def footer(self, path: str) -> Any:
+        if path not in self._footers:
+            import pyarrow.parquet as pq
+
+            self._footers[path] = _parquet_file(pq, self, path).metadata
+        return self._footers[path]
 
     def open(self, path: str) -> Any:
         try:
@@ -47,9 +57,7 @@ class Dataset:
         """Rows in the whole window from the Parquet footers (None for CSV: unknown before reading)."""
         if self.format != "parquet":
             return None
-        import pyarrow.parquet as pq
-
-        return sum(_parquet_file(pq, self, f).metadata.num_rows for f in self.files)
+        return sum(self.footer(f).num_rows for f in self.files)
 
     def parts(self, target_rows: int | None = None) -> list[tuple[str, tuple[int, ...] | None]]:
         """Units of work: (file, Parquet row groups or None for all). With `target_rows`, big Parquet
@@ -57,11 +65,9 @@ class Dataset:
         keep several Dask workers busy."""
         if target_rows is None or self.format != "parquet":
             return [(f, None) for f in self.files]
-        import pyarrow.parquet as pq
-
         out: list[tuple[str, tuple[int, ...] | None]] = []
         for f in self.files:
-            meta = _parquet_file(pq, self, f).metadata
+            meta = self.footer(f)
             group, rows = [], 0
             for i in range(meta.num_row_groups):
                 group.append(i)
@@ -114,8 +120,12 @@ def open_dataset(spec: str) -> Dataset:
     return Dataset(spec, tuple(paths), formats.pop(), fs)
 
 
+def has_wildcards(spec: str) -> bool:
+    return any(ch in spec for ch in "*?[")
+
+
 def _local_listing(spec: str) -> list[str]:
-    if any(ch in spec for ch in "*?["):
+    if has_wildcards(spec):
         return sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
     path = Path(spec)
     if path.is_dir():
@@ -144,7 +154,7 @@ def _url_filesystem(spec: str, pafs: Any) -> tuple[Any, str]:
 
 def _remote_listing(fs: Any, root: str, spec: str, pafs: Any) -> list[str]:
     try:
-        if any(ch in root for ch in "*?["):
+        if has_wildcards(root):
             base = root.split("*")[0].rsplit("/", 1)[0]
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
             import fnmatch
@@ -172,9 +182,7 @@ def _parquet_file(pq: Any, ds: Dataset, path: str) -> Any:
 
 def _kinds(ds: Dataset, path: str) -> dict[str, str]:
     if ds.format == "parquet":
-        import pyarrow.parquet as pq
-
-        schema = _parquet_file(pq, ds, path).schema_arrow
+        schema = ds.footer(path).schema.to_arrow_schema()
         return {f.name: "numeric" if is_numeric_type(f.type) else "text" for f in schema}
     import csv
     import io
