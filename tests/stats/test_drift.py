@@ -1,5 +1,6 @@
 """Drift statistics against scipy and hand-computed cases; invariances; bad input."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -201,7 +202,7 @@ def test_kept_sample_gives_the_same_report_as_the_raw_reference(tmp_path):
     kept = drift.fit(ref, keep_sample=True)
     assert set(kept.sorted_samples) == set(ref) and not np.isnan(kept.sorted_samples["c0"]).any()
     a = drift.compare(kept, cur).to_json()
-    b = drift.compare(drift.fit(ref), cur, reference=ref).to_json()
+    b = drift.compare(dataclasses.replace(kept, sorted_samples={}), cur, reference=ref).to_json()  # same profile
     a.pop("engine"), b.pop("engine")
     assert a == b
     kept.save(tmp_path / "ref.profile")  # the kept values are never saved
